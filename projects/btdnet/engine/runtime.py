@@ -1,0 +1,58 @@
+"""Command-line settings that `tools/train.py` and `tools/test.py` apply to a config."""
+import logging
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+
+def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
+                launcher: str = 'none') -> Config:
+    """Read a config and apply the options every tool shares.
+
+    Args:
+        path (str): Config file.
+        cfg_options (dict, optional): ``--cfg-options`` overrides, merged last.
+        work_dir (str, optional): ``--work-dir``; defaults to the config's own ``work_dir`` or
+            ``./work_dirs/<config name>``.
+        launcher (str): ``none``, ``pytorch``, ``slurm`` or ``mpi``. Without CUDA, distributed
+            runs use the gloo backend, so the launch scripts also work on a CPU machine.
+
+    Returns:
+        Config: The config, ready for ``Runner.from_cfg``.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {path!r} is not a file')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    return cfg
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the config's optimizer wrapper to mixed precision.
+
+    bf16 where the GPU supports it (no loss scaling needed), fp16 with dynamic loss scaling
+    otherwise. mmengine's ``AmpOptimWrapper`` needs a GPU; on a CPU-only machine building the
+    runner fails with mmengine's own message.
+    """
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type') == 'AmpOptimWrapper':
+        print_log('AMP is already enabled in the config', logger='current', level=logging.WARNING)
+        return
+    if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, found {wrapper.type!r}')
+    wrapper.type = 'AmpOptimWrapper'
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        wrapper.dtype = 'bfloat16'
+    else:
+        wrapper.dtype = 'float16'
+        wrapper.loss_scale = 'dynamic'
