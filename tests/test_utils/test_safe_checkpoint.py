@@ -1,4 +1,4 @@
-"""Runner checkpoints round-trip under torch.load(weights_only=True); foreign globals are refused."""
+"""Runner checkpoints round-trip with weights_only=True; foreign globals are refused."""
 import os
 import os.path as osp
 import zipfile

@@ -1,3 +1,4 @@
+from .optim_constructor import BTDNetOptimWrapperConstructor
 from .runtime import enable_amp, load_config
 
-__all__ = ['enable_amp', 'load_config']
+__all__ = ['BTDNetOptimWrapperConstructor', 'enable_amp', 'load_config']

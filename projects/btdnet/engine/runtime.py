@@ -1,4 +1,5 @@
 """Command-line settings that `tools/train.py` and `tools/test.py` apply to a config."""
+
 import logging
 import os.path as osp
 
@@ -7,8 +8,9 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 
-def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
-                launcher: str = 'none') -> Config:
+def load_config(
+    path: str, cfg_options: dict | None = None, work_dir: str | None = None, launcher: str = 'none'
+) -> Config:
     """Read a config and apply the options every tool shares.
 
     Args:
