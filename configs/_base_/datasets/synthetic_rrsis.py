@@ -1,0 +1,48 @@
+# Synthetic referring remote-sensing data in the RRSIS-D layout, for tests and the CPU demo.
+# Generate it first (seeded, a few seconds):
+#   python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_rrsis --format rrsisd
+# The same scenes in the RefSegRS layout: add `--format both` and use refsegrs.py with
+# data_root='data/synthetic_rrsis/refsegrs'.
+# Normalisation lives in the model's SegDataPreProcessor (mean=[123.675, 116.28, 103.53],
+# std=[58.395, 57.12, 57.375], bgr_to_rgb=True, size=(512, 512)).
+dataset_type = 'RRSISDDataset'
+data_root = 'data/synthetic_rrsis'
+crop_size = (512, 512)
+
+train_pipeline = [
+    dict(type='LoadRSImageFromFile'),
+    dict(type='LoadReferringMask'),
+    dict(type='Resize', scale=crop_size, keep_ratio=False),
+    dict(type='ExtractKeyPhraseSpans'),
+    dict(type='PackReferringInputs'),
+]
+# The mask is loaded after the resize, so the ground truth keeps the original size (as in mmseg).
+test_pipeline = [
+    dict(type='LoadRSImageFromFile'),
+    dict(type='Resize', scale=crop_size, keep_ratio=False),
+    dict(type='LoadReferringMask'),
+    dict(type='ExtractKeyPhraseSpans'),
+    dict(type='PackReferringInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, split='val', pipeline=test_pipeline),
+)
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, split='test', pipeline=test_pipeline),
+)
