@@ -1,60 +1,20 @@
 """Runner checkpoints round-trip with weights_only=True; foreign globals are refused."""
+
 import os
 import os.path as osp
 import zipfile
 
 import pytest
 import torch
-from mmengine.dataset import DefaultSampler
-from mmengine.model import BaseModel
-from mmengine.runner import CheckpointLoader, Runner
+from mmengine.runner import CheckpointLoader
+from toy_runner import toy_runner
 
 import btdnet  # noqa: F401  (registers the safe globals and the checkpoint loader)
 from btdnet.utils import UnsafeCheckpointError, load_local_checkpoint
 
 
-class ToyModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(2, 1)
-
-    def forward(self, inputs, targets=None, mode='tensor'):
-        inputs = torch.stack(inputs) if isinstance(inputs, list) else inputs
-        out = self.linear(inputs)
-        if mode == 'loss':
-            return dict(loss=((out.squeeze(1) - torch.stack(targets)) ** 2).mean())
-        return out
-
-
-class ToyDataset(torch.utils.data.Dataset):
-    metainfo = dict(classes=('a', 'b'))
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, idx):
-        g = torch.Generator().manual_seed(idx)
-        return dict(inputs=torch.randn(2, generator=g), targets=torch.tensor(float(idx)))
-
-
-def _runner(work_dir, max_iters, resume=False):
-    return Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        train_dataloader=dict(dataset=ToyDataset(), sampler=dict(type=DefaultSampler, shuffle=True),
-                              batch_size=2, num_workers=0),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
-        param_scheduler=dict(type='PolyLR', power=0.9, eta_min=0, end=max_iters, by_epoch=False),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
-        randomness=dict(seed=0),
-        resume=resume,
-        default_scope='mmengine',
-    )
-
-
 def test_runner_checkpoint_resumes_with_weights_only(tmp_path):
-    runner = _runner(tmp_path, max_iters=4)
+    runner = toy_runner(tmp_path, max_iters=4)
     runner.train()
     ckpt = tmp_path / 'iter_4.pth'
     assert ckpt.is_file()
@@ -72,7 +32,7 @@ def test_runner_checkpoint_resumes_with_weights_only(tmp_path):
     assert len(loss_history.data[0]) == 4
     assert loss_history.mean() == pytest.approx(float(loss_history.data[0].mean()))
 
-    resumed = _runner(tmp_path, max_iters=6, resume=True)
+    resumed = toy_runner(tmp_path, max_iters=6, resume=True)
     resumed.train()
     assert resumed.iter == 6
     hub = resumed.message_hub.get_scalar('train/loss')
