@@ -1,4 +1,5 @@
 """Every config in configs/ loads, and sets up the btdnet plugin the way mmseg expects."""
+
 from pathlib import Path
 
 import pytest

@@ -10,9 +10,9 @@ import os
 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
+from mmseg.registry import RUNNERS
 
 from btdnet.engine import enable_amp, load_config
-from mmseg.registry import RUNNERS
 
 
 def parse_args():

@@ -1,4 +1,5 @@
 """The command-line tools start, and their shared config handling does what they promise."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,12 @@ RUNTIME = ROOT / 'configs' / '_base_' / 'default_runtime.py'
 
 @pytest.mark.parametrize('tool', ['train.py', 'test.py'])
 def test_tool_help(tool):
-    result = subprocess.run([sys.executable, str(ROOT / 'tools' / tool), '--help'],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / tool), '--help'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     for option in ('--work-dir', '--cfg-options', '--launcher'):
         assert option in result.stdout
@@ -24,8 +29,9 @@ def test_tool_help(tool):
 
 @pytest.mark.parametrize('script', ['dist_train.sh', 'dist_test.sh', 'slurm_train.sh'])
 def test_launch_scripts_print_usage_without_arguments(script):
-    result = subprocess.run(['bash', str(ROOT / 'tools' / script)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ['bash', str(ROOT / 'tools' / script)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert 'usage:' in result.stderr
 
