@@ -1,1 +1,3 @@
-__all__ = []
+from .bidirectional_extractor import BidirectionalFeatureExtractor
+
+__all__ = ['BidirectionalFeatureExtractor']

@@ -1,1 +1,3 @@
-__all__ = []
+from .bsc import BidirectionalSpatialCorrelation
+
+__all__ = ['BidirectionalSpatialCorrelation']

@@ -1,1 +1,3 @@
-__all__ = []
+from .bert_text_encoder import BertTextEncoder
+
+__all__ = ['BertTextEncoder']

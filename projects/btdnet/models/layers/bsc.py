@@ -1,0 +1,221 @@
+"""Bidirectional Spatial Correlation (BSC), Eq. 2-4 of the paper (Sec. III-C2)."""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+
+
+class MaskedInstanceNorm1d(nn.Module):
+    """InstanceNorm over the real tokens of each sentence, per channel.
+
+    ``nn.InstanceNorm1d`` would let padding tokens shift the statistics; here they take no part,
+    so appending padding never changes the output of real tokens.
+
+    Args:
+        num_features (int): Channels D.
+        eps (float): Added to the variance. Default 1e-5.
+        affine (bool): Learnable per-channel scale and shift. Default True.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter('weight', None)
+            self.register_parameter('bias', None)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Normalise.
+
+        Args:
+            x (Tensor): (B, N, D) token features.
+            mask (Tensor): (B, N), 1 / True for real tokens.
+
+        Returns:
+            Tensor: (B, N, D); padded positions hold finite values that callers should ignore.
+        """
+        m = mask.to(x.dtype).unsqueeze(-1)
+        count = m.sum(dim=1, keepdim=True).clamp(min=1)
+        mean = (x * m).sum(dim=1, keepdim=True) / count
+        var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            out = out * self.weight + self.bias
+        return out
+
+
+@MODELS.register_module()
+class BidirectionalSpatialCorrelation(BaseModule):
+    """Bidirectional Spatial Correlation between a Swin stage and a BERT stage (Eq. 2-4).
+
+    Vision to language (updates V, Eq. 2-4 with k in ``v2l_kernels``): every text token t
+    generates a k x k x C filter ``Q_k L(t)``; the affinity of pixel p and token t is
+    ``<Unfold_k(V)(p), Q_k L(t)> / sqrt(k^2 C)`` (Eq. 2-3), which is a convolution of V with the
+    N text-generated filters. The kernels of all k are zero-padded to the largest k and summed
+    with their weights alpha_k, so W_v2l costs one dynamic convolution and the k^2-fold unfolded
+    map is never built. Softmax over the real tokens, then each pixel gathers the tokens
+    (Eq. 4): ``V' = IN(Conv1x1(W_v2l L)) * V + V``. The 1x1 convolution (D -> C) is applied to
+    the tokens before gathering; the softmax weights sum to one, so this equals applying it
+    after.
+
+    Language to vision (updates L, Eq. 2-4 with k in ``l2v_kernels``): a window of k tokens,
+    ``Unfold(L, k)``, is projected to C by a ``conv1d`` (D -> C, kernel k, zero 'same' padding;
+    for even k the extra token is on the right: window [t, t + k - 1] for k = 2), and dotted
+    with every pixel of V divided by sqrt(C). The keys of all k are summed with weights beta_k,
+    softmax over pixels, each token gathers V (Eq. 3), and
+    ``L' = IN(Conv1x1(W_l2v V^f)) * L + L`` with a 1x1 ``conv1d`` C -> D and an InstanceNorm over
+    the real tokens (Eq. 4).
+
+    Padding is respected: padded tokens take no weight in any softmax, are zeros inside the
+    token windows, take no part in the InstanceNorm statistics, and come out unchanged.
+
+    Args:
+        visual_channels (int): Channels C_i of the Swin stage.
+        text_channels (int): Width D of BERT.
+        v2l_kernels (tuple[int]): Odd receptive fields k of the vision-to-language affinity.
+            Default (1, 3, 5).
+        l2v_kernels (tuple[int]): Token windows k of the language-to-vision affinity.
+            Default (1, 2, 3).
+        one_way (bool): Only vision to language ("only V2L" ablation): the text passes unchanged
+            and no language-to-vision parameters are built. Default False.
+        norm_eps (float): Epsilon of both InstanceNorms. Default 1e-5.
+        init_cfg (dict, optional): mmengine init config. Default None.
+    """
+
+    def __init__(
+        self,
+        visual_channels: int,
+        text_channels: int,
+        v2l_kernels: tuple = (1, 3, 5),
+        l2v_kernels: tuple = (1, 2, 3),
+        one_way: bool = False,
+        norm_eps: float = 1e-5,
+        init_cfg=None,
+    ):
+        super().__init__(init_cfg=init_cfg)
+        v2l_kernels = tuple(int(k) for k in v2l_kernels)
+        l2v_kernels = tuple(int(k) for k in l2v_kernels)
+        if not v2l_kernels or any(k < 1 or k % 2 == 0 for k in v2l_kernels):
+            raise ValueError(
+                f'BidirectionalSpatialCorrelation: v2l_kernels must be odd and >= 1 (centred '
+                f'windows on the feature map); got {v2l_kernels}.'
+            )
+        if not one_way and (not l2v_kernels or any(k < 1 for k in l2v_kernels)):
+            raise ValueError(
+                f'BidirectionalSpatialCorrelation: l2v_kernels must be >= 1; got {l2v_kernels}.'
+            )
+        self.visual_channels = visual_channels
+        self.text_channels = text_channels
+        self.v2l_kernels = v2l_kernels
+        self.one_way = one_way
+
+        # vision -> language: text-generated filters Q_k, weights alpha_k, Gate_v
+        self.v2l_filters = nn.ModuleList(
+            nn.Linear(text_channels, k * k * visual_channels) for k in v2l_kernels
+        )
+        self.v2l_alpha = nn.Parameter(torch.full((len(v2l_kernels),), 1.0 / len(v2l_kernels)))
+        self.gate_v_conv = nn.Linear(text_channels, visual_channels)  # 1x1 conv D -> C
+        self.gate_v_norm = nn.InstanceNorm2d(visual_channels, eps=norm_eps, affine=True)
+
+        # language -> vision: token-window projections, weights beta_k, Gate_l
+        if one_way:
+            self.l2v_kernels = ()
+        else:
+            self.l2v_kernels = l2v_kernels
+            self.l2v_keys = nn.ModuleList(
+                nn.Conv1d(text_channels, visual_channels, k) for k in l2v_kernels
+            )
+            self.l2v_beta = nn.Parameter(torch.full((len(l2v_kernels),), 1.0 / len(l2v_kernels)))
+            self.gate_l_conv = nn.Conv1d(visual_channels, text_channels, 1)
+            self.gate_l_norm = MaskedInstanceNorm1d(text_channels, eps=norm_eps)
+
+    def _check_inputs(self, visual: Tensor, text: Tensor, text_mask: Tensor):
+        if visual.dim() != 4 or visual.shape[1] != self.visual_channels:
+            raise ValueError(
+                f'BidirectionalSpatialCorrelation expects visual (B, {self.visual_channels}, H, '
+                f'W); got {tuple(visual.shape)}.'
+            )
+        if text.dim() != 3 or text.shape[2] != self.text_channels:
+            raise ValueError(
+                f'BidirectionalSpatialCorrelation expects text (B, N, {self.text_channels}); got '
+                f'{tuple(text.shape)}.'
+            )
+        if text_mask.shape != text.shape[:2] or visual.shape[0] != text.shape[0]:
+            raise ValueError(
+                f'BidirectionalSpatialCorrelation: batch/token sizes disagree: visual '
+                f'{tuple(visual.shape)}, text {tuple(text.shape)}, text_mask '
+                f'{tuple(text_mask.shape)}.'
+            )
+
+    def v2l_affinity(self, visual: Tensor, text: Tensor) -> Tensor:
+        """Unnormalised W_v2l (Eq. 2-3) as one text-generated dynamic convolution.
+
+        Args:
+            visual (Tensor): (B, C, H, W).
+            text (Tensor): (B, N, D).
+
+        Returns:
+            Tensor: (B, N, H, W) affinity of every pixel with every token.
+        """
+        b, c, h, w = visual.shape
+        n = text.shape[1]
+        kmax = max(self.v2l_kernels)
+        filters = 0
+        for k, alpha, proj in zip(self.v2l_kernels, self.v2l_alpha, self.v2l_filters):
+            f = proj(text).view(b, n, c, k, k) * (alpha / math.sqrt(k * k * c))
+            pad = (kmax - k) // 2
+            filters = filters + F.pad(f, (pad, pad, pad, pad))
+        # groups=B: sample b is convolved with its own N filters only
+        out = F.conv2d(
+            visual.reshape(1, b * c, h, w),
+            filters.reshape(b * n, c, kmax, kmax),
+            padding=kmax // 2,
+            groups=b,
+        )
+        return out.view(b, n, h, w)
+
+    def forward(self, visual: Tensor, text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Correlate one stage's visual and text features both ways (Eq. 2-4).
+
+        Args:
+            visual (Tensor): (B, C, H, W) V_i.
+            text (Tensor): (B, N, D) L_i.
+            text_mask (Tensor): (B, N), 1 / True for real tokens, 0 for padding.
+
+        Returns:
+            tuple[Tensor, Tensor]: V'_i (B, C, H, W) and L'_i (B, N, D); with ``one_way`` the
+            second is ``text`` itself.
+        """
+        self._check_inputs(visual, text, text_mask)
+        mask = text_mask.bool()
+        b, c, h, w = visual.shape
+
+        # vision -> language (Eq. 2-4, first lines)
+        logits = self.v2l_affinity(visual, text)
+        logits = logits.masked_fill(~mask[:, :, None, None], float('-inf'))
+        weights = logits.softmax(dim=1)  # over tokens
+        gathered = torch.einsum('bnhw,bnc->bchw', weights, self.gate_v_conv(text))
+        visual_out = self.gate_v_norm(gathered) * visual + visual
+        if self.one_way:
+            return visual_out, text
+
+        # language -> vision (Eq. 2-4, second lines)
+        tokens = (text * mask.unsqueeze(-1).to(text.dtype)).transpose(1, 2)  # (B, D, N)
+        keys = 0
+        for k, beta, conv in zip(self.l2v_kernels, self.l2v_beta, self.l2v_keys):
+            left = (k - 1) // 2
+            keys = keys + beta * conv(F.pad(tokens, (left, k - 1 - left)))
+        flat = visual.flatten(2)  # (B, C, HW)
+        logits = torch.einsum('bcn,bcp->bnp', keys, flat) / math.sqrt(c)
+        gathered = torch.einsum('bnp,bcp->bcn', logits.softmax(dim=-1), flat)
+        gate = self.gate_l_norm(self.gate_l_conv(gathered).transpose(1, 2), mask)
+        text_out = torch.where(mask.unsqueeze(-1), gate * text + text, text)
+        return visual_out, text_out

