@@ -1,1 +1,17 @@
+from .base import REFSEGRS_CATEGORIES, RRSISD_CATEGORIES, ReferringSegDataset
+from .rrsisd import RRSISDDataset, segmentation_to_rle
+from .safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_load_pickle
 from .transforms import *  # noqa: F401,F403
+from .transforms import __all__ as _transforms_all
+
+__all__ = [
+    'REFSEGRS_CATEGORIES',
+    'RRSISD_CATEGORIES',
+    'RRSISDDataset',
+    'ReferringSegDataset',
+    'RestrictedUnpickler',
+    'UnsafePickleError',
+    'safe_load_pickle',
+    'segmentation_to_rle',
+    *_transforms_all,
+]

@@ -1,0 +1,169 @@
+"""Loading aerial images (JPEG, TIF of any band count / depth) and referring masks."""
+
+import os.path as osp
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine.fileio import get
+from mmengine.logging import print_log
+from mmseg.registry import TRANSFORMS
+from pycocotools import mask as mask_utils
+
+_EMPTY_MASKS_SEEN: set = set()
+
+
+def _read_bytes(path: str, what: str, sample_id, backend_args) -> bytes:
+    try:
+        return get(path, backend_args=backend_args)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f'Expected the {what} of sample_id {sample_id} at {path}, found no such file'
+        ) from exc
+
+
+@TRANSFORMS.register_module()
+class LoadRSImageFromFile(BaseTransform):
+    """Load an aerial image as 3-channel uint8 BGR, whatever its format.
+
+    Decoding is OpenCV's ``IMREAD_COLOR`` (what ``mmcv.imfrombytes(flag='color')`` does):
+
+    * JPEG / PNG: as is, BGR;
+    * grayscale (1 band): replicated to 3 channels;
+    * 4-band TIF (RGB + alpha or NIR): the 4th band is dropped;
+    * 16-bit TIF: scaled to 8 bits by OpenCV (``value >> 8``).
+
+    A truncated JPEG (no end-of-image marker; OpenCV would pad it with grey) and a file OpenCV
+    cannot decode are errors naming the file and the sample.
+
+    Required Keys:
+
+    - img_path
+    - sample_id (optional, for error messages)
+
+    Added Keys:
+
+    - img (np.uint8, (H, W, 3), BGR)
+    - img_shape
+    - ori_shape
+
+    Args:
+        to_float32 (bool): Return a float32 image instead of uint8. Default: False.
+        backend_args (dict, optional): mmengine file backend arguments. Default: None.
+    """
+
+    def __init__(self, to_float32: bool = False, backend_args: dict | None = None):
+        self.to_float32 = to_float32
+        self.backend_args = backend_args.copy() if backend_args else None
+
+    def transform(self, results: dict) -> dict:
+        path = results['img_path']
+        sample_id = results.get('sample_id')
+        content = _read_bytes(path, 'image', sample_id, self.backend_args)
+        if content[:2] == b'\xff\xd8' and b'\xff\xd9' not in content[-64:]:
+            raise ValueError(
+                f'{path} (sample_id {sample_id}): expected a complete JPEG, found no '
+                'end-of-image marker (truncated file)'
+            )
+        img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(
+                f'{path} (sample_id {sample_id}): expected an image OpenCV can '
+                f'decode, found {len(content)} unreadable bytes'
+            )
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return (
+            f'{type(self).__name__}(to_float32={self.to_float32}, backend_args={self.backend_args})'
+        )
+
+
+@TRANSFORMS.register_module()
+class LoadReferringMask(BaseTransform):
+    """Decode the referred object's mask as a 0/1 ``gt_seg_map``.
+
+    The mask source is either ``mask_rle`` (RRSIS-D: one compressed COCO RLE) or ``seg_map_path``
+    (RefSegRS: a mask image; foreground is ``value > threshold``). A mask of another size than the
+    original image (RRSIS-D's 800x801 JPEGs with 800x800 masks) is resized to ``ori_shape`` with
+    nearest neighbour; the dataset reports how many samples that affects. An empty mask is kept and
+    logged once per sample.
+
+    Put it before ``Resize`` for training (the mask is resized with the image) and after it for
+    testing (the ground truth keeps the original size, as in mmseg).
+
+    Required Keys:
+
+    - mask_rle or seg_map_path
+    - ori_shape (the loaded image's size)
+    - sample_id (optional, for messages)
+
+    Modified Keys:
+
+    - seg_fields (``'gt_seg_map'`` appended)
+
+    Added Keys:
+
+    - gt_seg_map (np.uint8, (H, W), values 0/1, H x W = ori_shape)
+
+    Args:
+        threshold (int): Mask images: foreground is ``value > threshold``. Default: 50
+            (RefSegRS's convention).
+        backend_args (dict, optional): mmengine file backend arguments. Default: None.
+    """
+
+    def __init__(self, threshold: int = 50, backend_args: dict | None = None):
+        self.threshold = threshold
+        self.backend_args = backend_args.copy() if backend_args else None
+
+    def _decode_file(self, path: str, sample_id) -> np.ndarray:
+        content = _read_bytes(path, 'mask', sample_id, self.backend_args)
+        mask = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+        if mask is None:
+            raise ValueError(
+                f'{path} (sample_id {sample_id}): expected a mask image OpenCV can '
+                f'decode, found {len(content)} unreadable bytes'
+            )
+        if mask.ndim == 3:  # a mask saved with colour channels: read its first band
+            mask = mask[..., 0]
+        return (mask > self.threshold).view(np.uint8)
+
+    def transform(self, results: dict) -> dict:
+        sample_id = results.get('sample_id')
+        if 'mask_rle' in results:
+            # pycocotools decodes column-major; the copy makes it C-contiguous for OpenCV.
+            mask = np.ascontiguousarray(mask_utils.decode(results['mask_rle']))
+        elif results.get('seg_map_path'):
+            mask = self._decode_file(results['seg_map_path'], sample_id)
+        else:
+            raise KeyError(
+                f'sample_id {sample_id}: expected a mask source (`mask_rle` or '
+                f'`seg_map_path`), found keys {sorted(results)}'
+            )
+        height, width = results['ori_shape'][:2]
+        if mask.shape != (height, width):
+            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+        if not mask.any() and sample_id not in _EMPTY_MASKS_SEEN:
+            _EMPTY_MASKS_SEEN.add(sample_id)
+            source = results.get('seg_map_path') or 'its RLE'
+            print_log(
+                f'sample_id {sample_id}: the mask ({osp.basename(str(source))}) is empty; '
+                'kept as an all-background target',
+                logger='current',
+                level=30,
+            )
+        results['gt_seg_map'] = mask
+        seg_fields = results.setdefault('seg_fields', [])
+        if 'gt_seg_map' not in seg_fields:
+            seg_fields.append('gt_seg_map')
+        return results
+
+    def __repr__(self) -> str:
+        return (
+            f'{type(self).__name__}(threshold={self.threshold}, backend_args={self.backend_args})'
+        )

@@ -1,0 +1,45 @@
+"""Shared fixtures: a small synthetic referring dataset in both layouts.
+
+``synthetic_rrsis_root`` (session scope) is a ``pathlib.Path`` holding 6 generated scenes
+(96 x 96 px, seed 0; 4 train / 1 val / 1 test, 2-4 sentences each):
+
+* RRSIS-D layout under the root: ``RRSISDDataset(data_root=root, split=...)``;
+* RefSegRS layout under ``root / 'refsegrs'``: ``RefSegRSDataset(data_root=root / 'refsegrs')``;
+* ``root / 'synthetic_meta.json'``: the generation arguments (seed, size, samples per split).
+
+``make_synthetic_rrsis`` is the generator module itself (``make_scene(seed, index, size)``
+re-renders any scene with its masks).
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC = dict(num_images=6, seed=0, size=96)
+
+# The POS tagger for the key-phrase transform: the shared copy unless the caller set NLTK_DATA.
+os.environ.setdefault('NLTK_DATA', str(ROOT / '.venv' / 'nltk_data'))
+
+
+def load_tool(relative_path: str):
+    """Import a script under tools/ as a module (tools/ is not a package)."""
+    path = ROOT / 'tools' / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def make_synthetic_rrsis():
+    return load_tool('dataset_converters/make_synthetic_rrsis.py')
+
+
+@pytest.fixture(scope='session')
+def synthetic_rrsis_root(tmp_path_factory, make_synthetic_rrsis) -> Path:
+    root = tmp_path_factory.mktemp('synthetic_rrsis')
+    make_synthetic_rrsis.generate(str(root), formats=('rrsisd', 'refsegrs'), **SYNTHETIC)
+    return root
