@@ -1,4 +1,5 @@
 from .base import REFSEGRS_CATEGORIES, RRSISD_CATEGORIES, ReferringSegDataset
+from .refsegrs import RefSegRSDataset
 from .rrsisd import RRSISDDataset, segmentation_to_rle
 from .safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_load_pickle
 from .transforms import *  # noqa: F401,F403
@@ -8,6 +9,7 @@ __all__ = [
     'REFSEGRS_CATEGORIES',
     'RRSISD_CATEGORIES',
     'RRSISDDataset',
+    'RefSegRSDataset',
     'ReferringSegDataset',
     'RestrictedUnpickler',
     'UnsafePickleError',
