@@ -1,1 +1,4 @@
-__all__ = []
+from .rephrase_head import RephraseHead
+from .twin_stream_head import FgBgCrossEntropyLoss, TwinStreamHead
+
+__all__ = ['FgBgCrossEntropyLoss', 'RephraseHead', 'TwinStreamHead']

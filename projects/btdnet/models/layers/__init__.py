@@ -1,3 +1,5 @@
 from .bsc import BidirectionalSpatialCorrelation
+from .mci import CrossAttention, MCILayer, MSDeformAttn, MultiScaleContextIntegration
 
 __all__ = ['BidirectionalSpatialCorrelation']
+__all__ += ['CrossAttention', 'MCILayer', 'MSDeformAttn', 'MultiScaleContextIntegration']

@@ -1,1 +1,3 @@
-__all__ = []
+from .btdnet import BTDNet
+
+__all__ = ['BTDNet']

@@ -1,0 +1,431 @@
+"""Multi-scale Context Integration (MCI) of the Target-Background TwinStream decoder, Eq. 5-7.
+
+The paper (Sec. III-D-1) fuses the stage 2-4 visual features V'_2..4 with the last-stage text
+features L'_4 in T rounds:
+
+    V_con = Flat(Concat({phi(V'_i)}_{i=2..4}))                      (Eq. 5)
+    L*    = Proj(FFN(CrossAtt(L'_4, V_con)))                        (Eq. 6)
+    V*    = Proj(MSAttn(CrossAtt(V_con, L*)))                       (Eq. 7)
+
+where V* and L* of one round are the V_con and L'_4 of the next. This file holds the pieces:
+
+* :class:`CrossAttention`: multi-head attention through ``F.scaled_dot_product_attention`` with a
+  key padding mask (text padding is never attended to);
+* :class:`MSDeformAttn`: mmcv's ``MultiScaleDeformableAttention`` whose forward picks mmcv's CUDA
+  kernel only where mmcv was compiled with CUDA ops, and mmcv's pure-PyTorch function otherwise
+  (CPU tensors, or CUDA tensors with a CPU-only mmcv build);
+* :class:`MCILayer`: one round (Eq. 6-7);
+* :class:`MultiScaleContextIntegration`: Eq. 5 (the phi projections and the flattening) followed by
+  T rounds; returns V* and L* for the Fg-Bg predictor and the rephrase head.
+
+Residuals and LayerNorms around the attention blocks are our choice (the paper does not draw them);
+see DESIGN.md for the MCI width (256 by default; L'_4 is projected from the BERT width to it).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.ops.multi_scale_deform_attn import (
+    MultiScaleDeformableAttention,
+    MultiScaleDeformableAttnFunction,
+    multi_scale_deformable_attn_pytorch,
+)
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+
+__all__ = [
+    'CrossAttention',
+    'MSDeformAttn',
+    'MCILayer',
+    'MultiScaleContextIntegration',
+    'mmcv_has_cuda_ops',
+    'select_ms_deform_attn_impl',
+    'split_levels',
+]
+
+
+@functools.cache
+def mmcv_has_cuda_ops() -> bool:
+    """Whether the installed mmcv was compiled with its CUDA kernels.
+
+    A CPU-only build of mmcv still exposes ``ms_deform_attn_forward`` in ``mmcv._ext``, but calling
+    it on a CUDA tensor fails at run time; ``get_compiling_cuda_version`` says which build it is.
+    """
+    try:
+        from mmcv.ops import get_compiling_cuda_version
+    except ImportError:  # pragma: no cover - mmcv without compiled ops cannot import mmcv.ops
+        return False
+    version = str(get_compiling_cuda_version()).strip().lower()
+    return version not in ('', 'not available', 'none')
+
+
+def select_ms_deform_attn_impl(device: torch.device) -> str:
+    """Chooses the multi-scale deformable attention implementation for tensors on ``device``.
+
+    Args:
+        device (torch.device): Device of the value tensor.
+
+    Returns:
+        str: ``'mmcv_cuda'`` (mmcv's compiled kernel) for CUDA tensors when mmcv has CUDA ops,
+        otherwise ``'pytorch'`` (``multi_scale_deformable_attn_pytorch``, any device).
+    """
+    if torch.device(device).type == 'cuda' and mmcv_has_cuda_ops():
+        return 'mmcv_cuda'
+    return 'pytorch'
+
+
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention with a key padding mask (the paper's ``CrossAtt``).
+
+    Args:
+        embed_dims (int): Width of the queries and of the output.
+        num_heads (int): Number of heads; must divide ``embed_dims``.
+        kv_dims (int, optional): Width of the keys/values; ``embed_dims`` when None.
+        dropout (float): Attention dropout during training.
+    """
+
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 8,
+        kv_dims: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if embed_dims % num_heads != 0:
+            raise ValueError(
+                f'CrossAttention: embed_dims ({embed_dims}) must be divisible by num_heads '
+                f'({num_heads}).'
+            )
+        kv_dims = embed_dims if kv_dims is None else kv_dims
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dims, embed_dims)
+        self.k_proj = nn.Linear(kv_dims, embed_dims)
+        self.v_proj = nn.Linear(kv_dims, embed_dims)
+        self.out_proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, query: Tensor, key_value: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Attends from ``query`` to ``key_value``.
+
+        Args:
+            query (Tensor): (B, Nq, embed_dims).
+            key_value (Tensor): (B, Nk, kv_dims), used as both keys and values.
+            key_mask (Tensor, optional): (B, Nk), 1 (or True) for keys that may be attended to,
+                0 for padding. Every row needs at least one valid key (text always has [CLS]).
+
+        Returns:
+            Tensor: (B, Nq, embed_dims).
+        """
+        batch, num_q, _ = query.shape
+        num_k = key_value.shape[1]
+        heads = self.num_heads
+        q = self.q_proj(query).view(batch, num_q, heads, -1).transpose(1, 2)
+        k = self.k_proj(key_value).view(batch, num_k, heads, -1).transpose(1, 2)
+        v = self.v_proj(key_value).view(batch, num_k, heads, -1).transpose(1, 2)
+        attn_mask = None
+        if key_mask is not None:
+            if key_mask.shape != (batch, num_k):
+                raise ValueError(
+                    f'CrossAttention: key_mask must have shape (B, Nk) = {(batch, num_k)}, '
+                    f'found {tuple(key_mask.shape)}.'
+                )
+            attn_mask = key_mask.bool()[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, num_q, self.embed_dims))
+
+
+class MSDeformAttn(MultiScaleDeformableAttention):
+    """mmcv's multi-scale deformable attention (the paper's ``MSAttn``), batch first.
+
+    The parameters and their initialisation are mmcv's. The forward is ours so that the kernel is
+    chosen by :func:`select_ms_deform_attn_impl`: mmcv's own forward calls the compiled CUDA kernel
+    for every CUDA tensor, which fails where mmcv was built without CUDA ops.
+
+    Args:
+        embed_dims (int): Width of queries and values.
+        num_heads (int): Attention heads.
+        num_levels (int): Feature levels (3: stages 2-4).
+        num_points (int): Sampling points per head and level.
+        dropout (float): Dropout on the output before the residual.
+        im2col_step (int): Step of mmcv's CUDA kernel.
+    """
+
+    def __init__(
+        self,
+        embed_dims: int = 256,
+        num_heads: int = 8,
+        num_levels: int = 3,
+        num_points: int = 4,
+        dropout: float = 0.0,
+        im2col_step: int = 64,
+    ) -> None:
+        super().__init__(
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            num_levels=num_levels,
+            num_points=num_points,
+            im2col_step=im2col_step,
+            dropout=dropout,
+            batch_first=True,
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        query: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Sequence[tuple[int, int]],
+        value: Tensor | None = None,
+        identity: Tensor | None = None,
+    ) -> Tensor:
+        """Samples ``value`` around each query's reference point on every level.
+
+        Args:
+            query (Tensor): (B, Nq, C).
+            reference_points (Tensor): (B, Nq, num_levels, 2), normalised (x, y) in [0, 1].
+            spatial_shapes (Sequence[tuple[int, int]]): (H_l, W_l) of each level, as Python ints
+                (no device round trip on the pure-PyTorch path).
+            value (Tensor, optional): (B, Nv, C) with Nv = sum H_l W_l; ``query`` when None.
+            identity (Tensor, optional): Residual added to the output; ``query`` when None.
+
+        Returns:
+            Tensor: (B, Nq, C).
+        """
+        value = query if value is None else value
+        identity = query if identity is None else identity
+        batch, num_q, _ = query.shape
+        num_v = value.shape[1]
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        shapes = [(int(h), int(w)) for h, w in spatial_shapes]
+        if len(shapes) != levels or sum(h * w for h, w in shapes) != num_v:
+            raise ValueError(
+                f'MSDeformAttn: expected {levels} levels whose sizes sum to the {num_v} value '
+                f'tokens, found spatial_shapes {shapes}.'
+            )
+        value = self.value_proj(value).view(batch, num_v, heads, -1)
+        offsets = self.sampling_offsets(query).view(batch, num_q, heads, levels, points, 2)
+        weights = self.attention_weights(query).view(batch, num_q, heads, levels * points)
+        weights = weights.softmax(-1).view(batch, num_q, heads, levels, points)
+        # Offsets are in pixels of each level; (W_l, H_l) turns them into normalised units.
+        normaliser = offsets.new_tensor([[w, h] for h, w in shapes])
+        locations = (
+            reference_points[:, :, None, :, None, :]
+            + offsets / normaliser[None, None, None, :, None, :]
+        )
+        if select_ms_deform_attn_impl(value.device) == 'mmcv_cuda':
+            shapes_t = torch.tensor(shapes, dtype=torch.long, device=value.device)
+            sizes = [h * w for h, w in shapes]
+            starts = torch.tensor(
+                [sum(sizes[:i]) for i in range(levels)], dtype=torch.long, device=value.device
+            )
+            out = MultiScaleDeformableAttnFunction.apply(
+                value, shapes_t, starts, locations, weights, self.im2col_step
+            )
+        else:
+            # grid_sample wants one dtype (AMP may hand us a half value and float offsets).
+            out = multi_scale_deformable_attn_pytorch(
+                value, shapes, locations.to(value.dtype), weights.to(value.dtype)
+            )
+        return self.dropout(self.output_proj(out)) + identity
+
+
+class MCILayer(BaseModule):
+    """One round of the Multi-scale Context Integration, Eq. 6-7.
+
+    ``L* = Proj(FFN(CrossAtt(L, V)))`` with the text as query, then
+    ``V* = Proj(MSAttn(CrossAtt(V, L*)))`` with the visual tokens as query and the padding of L*
+    masked out. Each attention / FFN block has a residual and a LayerNorm after it.
+
+    Args:
+        embed_dims (int): MCI width C.
+        num_heads (int): Heads of the cross-attentions and of MSAttn.
+        num_levels (int): Levels of MSAttn.
+        num_points (int): Sampling points of MSAttn.
+        ffn_ratio (int): Hidden width of the FFN as a multiple of C.
+        dropout (float): Dropout in attention and FFN.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(
+        self,
+        embed_dims: int = 256,
+        num_heads: int = 8,
+        num_levels: int = 3,
+        num_points: int = 4,
+        ffn_ratio: int = 4,
+        dropout: float = 0.0,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(init_cfg)
+        self.text_attn = CrossAttention(embed_dims, num_heads, dropout=dropout)
+        self.text_norm1 = nn.LayerNorm(embed_dims)
+        self.text_ffn = nn.Sequential(
+            nn.Linear(embed_dims, embed_dims * ffn_ratio),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(embed_dims * ffn_ratio, embed_dims),
+        )
+        self.text_norm2 = nn.LayerNorm(embed_dims)
+        self.text_proj = nn.Linear(embed_dims, embed_dims)
+        self.visual_attn = CrossAttention(embed_dims, num_heads, dropout=dropout)
+        self.visual_norm1 = nn.LayerNorm(embed_dims)
+        self.ms_attn = MSDeformAttn(embed_dims, num_heads, num_levels, num_points, dropout)
+        self.visual_norm2 = nn.LayerNorm(embed_dims)
+        self.visual_proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(
+        self,
+        visual: Tensor,
+        text: Tensor,
+        text_mask: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Sequence[tuple[int, int]],
+    ) -> tuple[Tensor, Tensor]:
+        """One round of Eq. 6-7.
+
+        Args:
+            visual (Tensor): V_con (or V* of the previous round), (B, S, C).
+            text (Tensor): L'_4 projected to C (or L* of the previous round), (B, N, C).
+            text_mask (Tensor): (B, N), 1 for real tokens.
+            reference_points (Tensor): (B, S, num_levels, 2) token centres.
+            spatial_shapes (Sequence[tuple[int, int]]): (H_l, W_l) of each level.
+
+        Returns:
+            tuple[Tensor, Tensor]: V* (B, S, C) and L* (B, N, C).
+        """
+        # Eq. 6: the text queries the multi-scale visual tokens.
+        text = self.text_norm1(text + self.text_attn(text, visual))
+        text = self.text_norm2(text + self.text_ffn(text))
+        text_star = self.text_proj(text)
+        # Eq. 7: every visual token queries L*, then multi-scale deformable self-attention.
+        visual = self.visual_norm1(visual + self.visual_attn(visual, text_star, text_mask))
+        visual = self.ms_attn(visual, reference_points, spatial_shapes)
+        visual_star = self.visual_proj(self.visual_norm2(visual))
+        return visual_star, text_star
+
+
+@MODELS.register_module()
+class MultiScaleContextIntegration(BaseModule):
+    """Multi-scale Context Integration (MCI), Eq. 5-7, run for T rounds.
+
+    Eq. 5: ``phi`` (a 1x1 conv per stage) reduces V'_2, V'_3, V'_4 to the MCI width C, and their
+    tokens are concatenated into V_con (B, S, C), S = sum_i H_i W_i; a learnable embedding per level
+    tells the levels apart. L'_4 is projected from the text width D to C. Then T rounds of
+    :class:`MCILayer` (Eq. 6-7), each round feeding its V*, L* to the next.
+
+    Args:
+        in_channels (Sequence[int]): Channels of V'_2, V'_3, V'_4 (Swin-B: 256, 512, 1024).
+        text_channels (int): Width D of L'_4 (BERT-base: 768).
+        embed_dims (int): MCI width C (256 by default; DESIGN.md).
+        num_rounds (int): T, the number of MCI rounds.
+        num_heads (int): Heads of the attentions.
+        num_points (int): Sampling points of MSAttn per head and level.
+        ffn_ratio (int): FFN expansion of Eq. 6.
+        dropout (float): Dropout in attention and FFN.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(
+        self,
+        in_channels: tuple[int, ...] = (256, 512, 1024),
+        text_channels: int = 768,
+        embed_dims: int = 256,
+        num_rounds: int = 3,
+        num_heads: int = 8,
+        num_points: int = 4,
+        ffn_ratio: int = 4,
+        dropout: float = 0.0,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(init_cfg)
+        if num_rounds < 1:
+            raise ValueError(
+                f'MultiScaleContextIntegration: num_rounds must be >= 1, got {num_rounds}.'
+            )
+        self.in_channels = tuple(in_channels)
+        self.embed_dims = embed_dims
+        self.num_levels = len(self.in_channels)
+        self.input_projs = nn.ModuleList(nn.Conv2d(c, embed_dims, 1) for c in self.in_channels)
+        self.level_embed = nn.Parameter(torch.zeros(self.num_levels, embed_dims))
+        self.text_in_proj = nn.Linear(text_channels, embed_dims)
+        self.layers = nn.ModuleList(
+            MCILayer(embed_dims, num_heads, self.num_levels, num_points, ffn_ratio, dropout)
+            for _ in range(num_rounds)
+        )
+        nn.init.normal_(self.level_embed, std=0.02)
+
+    @staticmethod
+    def reference_points(
+        spatial_shapes: list[tuple[int, int]],
+        batch: int,
+        num_levels: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> Tensor:
+        """Normalised centre (x, y) of every token, repeated for every level.
+
+        Returns:
+            Tensor: (B, S, num_levels, 2).
+        """
+        points = []
+        for h, w in spatial_shapes:
+            ys, xs = torch.meshgrid(
+                (torch.arange(h, device=device, dtype=dtype) + 0.5) / h,
+                (torch.arange(w, device=device, dtype=dtype) + 0.5) / w,
+                indexing='ij',
+            )
+            points.append(torch.stack((xs.reshape(-1), ys.reshape(-1)), -1))
+        points = torch.cat(points, 0)
+        return points[None, :, None, :].expand(batch, -1, num_levels, -1)
+
+    def forward(
+        self, visual: list[Tensor], text: Tensor, text_mask: Tensor
+    ) -> dict[str, Tensor | list[tuple[int, int]]]:
+        """Eq. 5, then T rounds of Eq. 6-7.
+
+        Args:
+            visual (list[Tensor]): V'_2, V'_3, V'_4, each (B, C_i, H_i, W_i).
+            text (Tensor): L'_4, (B, N, D).
+            text_mask (Tensor): (B, N), 1 for real tokens.
+
+        Returns:
+            dict: ``visual`` V* (B, S, C); ``text`` L* (B, N, C); ``spatial_shapes`` the
+            (H_i, W_i) of the levels, to split V* back into maps.
+        """
+        if len(visual) != self.num_levels:
+            raise ValueError(
+                f'MultiScaleContextIntegration: expected {self.num_levels} visual levels '
+                f'(channels {self.in_channels}), found {len(visual)}.'
+            )
+        tokens, shapes = [], []
+        for level, (feat, proj) in enumerate(zip(visual, self.input_projs)):
+            if feat.shape[1] != self.in_channels[level]:
+                raise ValueError(
+                    f'MultiScaleContextIntegration: level {level} should have '
+                    f'{self.in_channels[level]} channels, found {feat.shape[1]}.'
+                )
+            shapes.append((feat.shape[2], feat.shape[3]))
+            tokens.append(proj(feat).flatten(2).transpose(1, 2) + self.level_embed[level])
+        v = torch.cat(tokens, 1)  # V_con, (B, S, C)
+        ref = self.reference_points(shapes, v.shape[0], self.num_levels, v.device, v.dtype)
+        t = self.text_in_proj(text)
+        for layer in self.layers:
+            v, t = layer(v, t, text_mask, ref, shapes)
+        return dict(visual=v, text=t, spatial_shapes=shapes)
+
+
+def split_levels(tokens: Tensor, spatial_shapes: list[tuple[int, int]]) -> list[Tensor]:
+    """Splits (B, S, C) tokens back into maps (B, C, H_i, W_i), one per level."""
+    maps = []
+    for part, (h, w) in zip(tokens.split([h * w for h, w in spatial_shapes], 1), spatial_shapes):
+        maps.append(part.transpose(1, 2).reshape(part.shape[0], part.shape[2], h, w))
+    return maps

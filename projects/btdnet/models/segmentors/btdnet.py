@@ -1,0 +1,216 @@
+"""BTDNet segmentor: image + sentence -> mask of the referred object (Eq. 1-14 end to end)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+from mmengine.config import ConfigDict
+from mmseg.models.segmentors.encoder_decoder import EncoderDecoder
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from mmseg.utils import (
+    ConfigType,
+    OptConfigType,
+    OptMultiConfig,
+    OptSampleList,
+    SampleList,
+    add_prefix,
+)
+from torch import Tensor
+
+__all__ = ['BTDNet']
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """Runs ``module`` in eval mode (no dropout) and restores its mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@MODELS.register_module()
+class BTDNet(EncoderDecoder):
+    """BTDNet: Bidirectional feature extractor + TwinStream decoder + rephrase head.
+
+    The sentence travels as a string in each data sample's metainfo (``text``, ``key_spans``) and
+    is tokenised inside the backbone, on the model's device; slide inference hands the same
+    sentences to the backbone for every crop.
+
+    1. ``loss``: the decode head's forward is run once; its V*, L* also feed the rephrase head.
+
+    .. code:: text
+
+     loss(inputs, data_samples)
+      ├─ extract_feat(inputs, data_samples) ─ backbone (BidirectionalFeatureExtractor, Eq. 1-4)
+      │     -> feats: visual V'_1..4, text L'_4, text_mask, masked_text L_m, masked_mask,
+      │        input_ids, attention_mask
+      ├─ _decode_head_forward_train(feats, data_samples)
+      │     decode_head.forward(feats) (TwinStreamHead, Eq. 5-9)
+      │        -> seg_logits [O_bg, O_fg], visual_star V*, text_star L*, text_mask
+      │     decode_head.loss_by_feat(...) -> decode.loss_ce (Eq. 10-11), decode.acc_seg
+      └─ _rephrase_head_forward_train(feats, decode_outputs)   (skipped when rephrase_head=None)
+            L_0 = backbone.text_encoder(input_ids, attention_mask)  (no_grad, eval mode)
+            rephrase_head.loss(dict(V*, L*, text_mask, L_m, L_0, attention_mask))
+               -> aux.loss_re = eta * MSE(L_re, L_0)  (Eq. 12-14)
+
+    2. ``predict``: mmseg's inference; no rephrase head.
+
+    .. code:: text
+
+     predict(inputs, data_samples)
+      ├─ inference(): whole_inference() / slide_inference()   (test_cfg.mode)
+      │     encode_decode(img or crop, batch_img_metas)
+      │        metas -> SegDataSample(metainfo=meta) (text, key_spans ride along)
+      │        extract_feat() -> decode_head.predict() -> (B, 2, h, w) logits
+      └─ postprocess_result(): crop padding, resize to ori_shape, argmax
+            -> pred_sem_seg (1, H0, W0) 0/1 (1 where O_fg > O_bg), seg_logits (2, H0, W0)
+
+    3. ``_forward`` (tensor mode): extract_feat() -> decode_head.forward()['seg_logits'],
+       (B, 2, H/4, W/4).
+
+    Args:
+        backbone (dict): ``BidirectionalFeatureExtractor`` config (Swin + BERT + BSC). It must
+            have a ``text_encoder`` attribute when a rephrase head is used (for L_0).
+        decode_head (dict): ``TwinStreamHead`` config.
+        rephrase_head (dict, optional): ``RephraseHead`` config; None for "without L_re".
+        train_cfg (dict, optional): Training config.
+        test_cfg (dict, optional): ``dict(mode='whole')`` or
+            ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
+        data_preprocessor (dict, optional): ``SegDataPreProcessor`` config.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(
+        self,
+        backbone: ConfigType,
+        decode_head: ConfigType,
+        rephrase_head: OptConfigType = None,
+        train_cfg: OptConfigType = None,
+        test_cfg: OptConfigType = None,
+        data_preprocessor: OptConfigType = None,
+        init_cfg: OptMultiConfig = None,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            decode_head=decode_head,
+            neck=None,
+            auxiliary_head=None,
+            train_cfg=train_cfg,
+            test_cfg=ConfigDict(test_cfg if test_cfg is not None else dict(mode='whole')),
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+        )
+        self.rephrase_head = MODELS.build(rephrase_head) if rephrase_head is not None else None
+        if self.rephrase_head is not None and not hasattr(self.backbone, 'text_encoder'):
+            raise AttributeError(
+                f'BTDNet: the rephrase head needs backbone.text_encoder for L_0, but '
+                f'{type(self.backbone).__name__} has none.'
+            )
+
+    @property
+    def with_rephrase_head(self) -> bool:
+        """Whether the model has the D-MOLS rephrase head."""
+        return self.rephrase_head is not None
+
+    # ------------------------------------------------------------------ features
+    def extract_feat(self, inputs: Tensor, data_samples: OptSampleList = None) -> dict:
+        """Runs the bidirectional feature extractor.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) normalised images.
+            data_samples (list[SegDataSample]): With ``text`` and ``key_spans`` in the metainfo.
+
+        Returns:
+            dict: The backbone's outputs (see :meth:`loss`).
+        """
+        if data_samples is None or len(data_samples) != inputs.shape[0]:
+            found = None if data_samples is None else len(data_samples)
+            raise ValueError(
+                f'BTDNet: one data sample with the sentence (metainfo "text") is needed per image; '
+                f'{inputs.shape[0]} images, {found} data samples.'
+            )
+        return self.backbone(inputs, data_samples)
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
+        """Logits (B, 2, h, w) at the size of ``inputs`` (an image or a slide crop).
+
+        mmseg's inference passes metainfo dicts, not data samples; the sentences are in them and
+        are wrapped back into data samples for the backbone.
+        """
+        data_samples = [SegDataSample(metainfo=dict(meta)) for meta in batch_img_metas]
+        feats = self.extract_feat(inputs, data_samples)
+        return self.decode_head.predict(feats, batch_img_metas, self.test_cfg)
+
+    # ------------------------------------------------------------------ training
+    def _decode_head_forward_train(
+        self, feats: dict, data_samples: SampleList
+    ) -> tuple[dict, dict]:
+        """TwinStream forward and Eq. 10-11; also returns the forward's outputs (V*, L*)."""
+        outputs = self.decode_head.forward(feats)
+        losses = self.decode_head.loss_by_feat(outputs, data_samples)
+        return add_prefix(losses, 'decode'), outputs
+
+    def _rephrase_head_forward_train(
+        self, feats: dict, decode_outputs: dict, data_samples: SampleList
+    ) -> dict:
+        """D-MOLS: L_0 from the text encoder (no gradient, no dropout), then Eq. 12-14."""
+        missing = [k for k in ('input_ids', 'attention_mask', 'masked_text') if k not in feats]
+        if missing:
+            raise KeyError(
+                f'BTDNet: the rephrase head needs {missing} from the backbone output; '
+                f'found {sorted(feats)}.'
+            )
+        text_encoder = self.backbone.text_encoder
+        with torch.no_grad(), _eval_mode(text_encoder):
+            target = text_encoder(feats['input_ids'], feats['attention_mask'])
+        inputs = dict(
+            visual_star=decode_outputs['visual_star'],
+            text_star=decode_outputs['text_star'],
+            text_mask=decode_outputs['text_mask'],
+            masked_text=feats['masked_text'],
+            target=target,
+            target_mask=feats['attention_mask'],
+        )
+        return add_prefix(self.rephrase_head.loss(inputs, data_samples, self.train_cfg), 'aux')
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """Losses of Eq. 14: ``decode.loss_ce`` (Eq. 11) and ``aux.loss_re`` (eta * Eq. 13).
+
+        Args:
+            inputs (Tensor): (B, 3, H, W).
+            data_samples (list[SegDataSample]): With ``gt_sem_seg`` and the sentence metainfo.
+
+        Returns:
+            dict[str, Tensor]: Loss components (and ``decode.acc_seg``).
+        """
+        feats = self.extract_feat(inputs, data_samples)
+        losses, decode_outputs = self._decode_head_forward_train(feats, data_samples)
+        if self.with_rephrase_head:
+            losses.update(self._rephrase_head_forward_train(feats, decode_outputs, data_samples))
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        """Masks at each sample's ``ori_shape``: ``pred_sem_seg`` (1, H0, W0), 1 where the target
+        logit beats the background logit, and ``seg_logits`` (2, H0, W0) = [O_bg, O_fg].
+
+        Args:
+            inputs (Tensor): (B, 3, H, W).
+            data_samples (list[SegDataSample]): Required: they carry the sentences.
+        """
+        if data_samples is None:
+            raise ValueError(
+                'BTDNet.predict: data samples with the sentence (metainfo "text") are required.'
+            )
+        return super().predict(inputs, data_samples)
+
+    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
+        """Tensor mode: the (B, 2, H/4, W/4) logits [O_bg, O_fg] without post-processing."""
+        feats = self.extract_feat(inputs, data_samples)
+        return self.decode_head.forward(feats)['seg_logits']
