@@ -43,3 +43,23 @@ def synthetic_rrsis_root(tmp_path_factory, make_synthetic_rrsis) -> Path:
     root = tmp_path_factory.mktemp('synthetic_rrsis')
     make_synthetic_rrsis.generate(str(root), formats=('rrsisd', 'refsegrs'), **SYNTHETIC)
     return root
+
+
+@pytest.fixture
+def log_messages():
+    """Messages logged through mmengine's current logger (``print_log(..., 'current')``)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    records = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = _Collect(level=logging.DEBUG)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
