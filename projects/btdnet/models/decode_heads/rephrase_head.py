@@ -71,6 +71,7 @@ class RephraseHead(BaseDecodeHead):
             num_classes=2,
             out_channels=2,
             dropout_ratio=0.0,
+            loss_decode=[],  # the loss is Eq. 13, computed in loss_by_feat
             init_cfg=init_cfg,
             **kwargs,
         )

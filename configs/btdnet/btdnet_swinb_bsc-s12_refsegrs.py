@@ -1,0 +1,3 @@
+# Table V: BSC on stages 1-2.
+_base_ = ['../btdnet_swinb_refsegrs.py']
+model = dict(backbone=dict(bsc_stages=(True, True, False, False)))
