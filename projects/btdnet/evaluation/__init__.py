@@ -1,1 +1,3 @@
-__all__ = []
+from .rrsis_metric import RRSISMetric, existence_score, safe_file_stem, sample_ious, write_mask_png
+
+__all__ = ['RRSISMetric', 'existence_score', 'safe_file_stem', 'sample_ious', 'write_mask_png']
