@@ -1,0 +1,317 @@
+"""Overlays of referring-segmentation results with the sentence and the IoU written on them.
+
+:func:`draw_referring_overlay` does the drawing (OpenCV only, no display needed);
+:class:`ReferringSegVisualizer` is mmseg's ``SegLocalVisualizer`` drawing through it, and
+:class:`ReferringVisualizationHook` is mmseg's ``SegVisualizationHook`` for referring samples:
+one picture per *sentence* (mmseg's hook names pictures after the image file, so the sentences
+of one image would overwrite each other), written to ``out_dir`` when given
+(``tools/test.py --show-dir``).
+"""
+
+import os.path as osp
+from collections.abc import Sequence
+
+import cv2
+import mmcv
+import mmengine.fileio as fileio
+import numpy as np
+import torch
+from mmengine.runner import Runner
+from mmseg.engine.hooks import SegVisualizationHook
+from mmseg.registry import HOOKS, VISUALIZERS
+from mmseg.structures import SegDataSample
+from mmseg.visualization import SegLocalVisualizer
+
+from ..evaluation.rrsis_metric import existence_score, safe_file_stem
+
+PRED_COLOR = (255, 64, 32)  # RGB
+GT_COLOR = (32, 220, 64)
+_BANNER_BG = (24, 24, 24)
+_TEXT_COLOR = (255, 255, 255)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _as_mask(mask) -> np.ndarray | None:
+    if mask is None:
+        return None
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[0]
+    return mask != 0
+
+
+def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f'expected an RGB uint8 image, found dtype {image.dtype}')
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f'expected an image of shape (H, W, 3), found {image.shape}')
+    return np.ascontiguousarray(image[..., :3])
+
+
+def _panel(image: np.ndarray, mask: np.ndarray | None, color, alpha: float, scale: int):
+    """The image with ``mask`` blended in ``color`` and outlined, enlarged ``scale`` times."""
+    panel = image.copy()
+    if mask is not None:
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f'expected a mask of the image size {image.shape[:2]}, found {mask.shape}'
+            )
+        tint = np.array(color, dtype=np.float32)
+        panel[mask] = (panel[mask] * (1 - alpha) + tint * alpha).astype(np.uint8)
+    if scale > 1:
+        panel = cv2.resize(panel, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    if mask is not None and mask.any():
+        big = mask.astype(np.uint8)
+        if scale > 1:
+            big = cv2.resize(big, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(panel, contours, -1, color, max(1, panel.shape[1] // 300))
+    return panel
+
+
+def _wrap(text: str, width: int, font_scale: float, thickness: int) -> list[str]:
+    """Split ``text`` into lines no wider than ``width`` pixels (a long word gets its own)."""
+    lines, line = [], ''
+    for word in text.split():
+        candidate = f'{line} {word}'.strip()
+        if line and cv2.getTextSize(candidate, _FONT, font_scale, thickness)[0][0] > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return lines or ['']
+
+
+def draw_referring_overlay(
+    image: np.ndarray,
+    pred_mask=None,
+    text: str | None = None,
+    gt_mask=None,
+    iou: float | None = None,
+    existence: dict | None = None,
+    alpha: float = 0.5,
+    min_width: int = 384,
+) -> np.ndarray:
+    """Draw a referring prediction (and its ground truth) with the sentence above it.
+
+    The picture is one panel (prediction) or two side by side (ground truth in green, prediction
+    in red), under a banner holding the sentence, wrapped to the picture's width, and a line with
+    the IoU and the existence score when given. Images narrower than ``min_width`` are enlarged by
+    an integer factor (nearest neighbour) so the text stays legible.
+
+    Args:
+        image (np.ndarray): RGB uint8 image, (H, W, 3) (grey (H, W) is accepted).
+        pred_mask (array-like, optional): Predicted mask, (H, W) or (1, H, W); target = nonzero.
+        text (str, optional): The referring sentence.
+        gt_mask (array-like, optional): Ground-truth mask, same size.
+        iou (float, optional): IoU in [0, 1], written as ``IoU 0.734``.
+        existence (dict, optional): :func:`~btdnet.evaluation.existence_score`'s output.
+        alpha (float): Opacity of the mask colour. Default 0.5.
+        min_width (int): Smallest width of the whole picture before enlarging. Default 384.
+
+    Returns:
+        np.ndarray: The drawn RGB uint8 picture.
+    """
+    image = _as_rgb_uint8(image)
+    pred, gt = _as_mask(pred_mask), _as_mask(gt_mask)
+    num_panels = 2 if gt is not None else 1
+    scale = max(1, int(np.ceil(min_width / (image.shape[1] * num_panels))))
+    panels = []
+    if gt is not None:
+        panels.append(_panel(image, gt, GT_COLOR, alpha, scale))
+    panels.append(_panel(image, pred, PRED_COLOR, alpha, scale))
+    if len(panels) > 1:
+        gap = np.full((panels[0].shape[0], 4, 3), _BANNER_BG, np.uint8)
+        body = np.concatenate([panels[0], gap, panels[1]], axis=1)
+    else:
+        body = panels[0]
+
+    width = body.shape[1]
+    font_scale = float(np.clip(width / 900.0, 0.4, 1.2))
+    thickness = 1 if font_scale < 0.8 else 2
+    margin = max(4, int(8 * font_scale))
+    text = (text or '').encode('ascii', 'replace').decode('ascii')  # OpenCV's fonts are ASCII
+    lines = _wrap(f'"{text}"', width - 2 * margin, font_scale, thickness) if text else []
+    facts = []
+    if iou is not None:
+        facts.append(f'IoU {iou:.3f}')
+    if existence is not None:
+        facts.append(
+            f'target {100 * existence["fg_fraction"]:.1f}% of pixels, '
+            f'margin {existence["fg_margin"]:.2f}'
+        )
+    if gt is not None:
+        facts.append('left: ground truth, right: prediction')
+    if facts:
+        lines += _wrap(' | '.join(facts), width - 2 * margin, font_scale, thickness)
+    if not lines:
+        return body
+    line_height = cv2.getTextSize('Ag', _FONT, font_scale, thickness)[0][1] + margin
+    banner = np.full((line_height * len(lines) + margin, width, 3), _BANNER_BG, np.uint8)
+    for k, line in enumerate(lines):
+        y = (k + 1) * line_height
+        cv2.putText(
+            banner, line, (margin, y), _FONT, font_scale, _TEXT_COLOR, thickness, cv2.LINE_AA
+        )
+    return np.concatenate([banner, body], axis=0)
+
+
+def overlay_from_sample(
+    image: np.ndarray, data_sample: SegDataSample, draw_gt: bool = True, alpha: float = 0.5
+) -> np.ndarray:
+    """:func:`draw_referring_overlay` for a predicted ``SegDataSample``.
+
+    The sentence is the sample's ``text``; the IoU is computed when the sample holds both
+    ``pred_sem_seg`` and ``gt_sem_seg``; the existence score comes from ``seg_logits`` (or the
+    metainfo ``fg_fraction`` / ``fg_margin`` that :func:`btdnet.apis.inference_model` sets).
+    """
+    pred = data_sample.pred_sem_seg.data if 'pred_sem_seg' in data_sample else None
+    gt = data_sample.gt_sem_seg.data if draw_gt and 'gt_sem_seg' in data_sample else None
+    iou = None
+    if pred is not None and gt is not None:
+        p, g = _as_mask(pred), _as_mask(gt)
+        union = int((p | g).sum())
+        iou = int((p & g).sum()) / union if union else 0.0
+    existence = None
+    if 'seg_logits' in data_sample:
+        existence = existence_score(data_sample.seg_logits.data)
+    elif 'fg_fraction' in data_sample.metainfo:
+        existence = dict(fg_fraction=data_sample.fg_fraction, fg_margin=data_sample.fg_margin)
+    return draw_referring_overlay(
+        image, pred, data_sample.metainfo.get('text'), gt, iou, existence, alpha
+    )
+
+
+@VISUALIZERS.register_module()
+class ReferringSegVisualizer(SegLocalVisualizer):
+    """``SegLocalVisualizer`` that draws one referred target with its sentence and IoU.
+
+    ``add_datasample`` draws :func:`draw_referring_overlay` (ground truth and prediction side by
+    side when both are drawn) instead of mmseg's class-coloured maps, and saves or shows it as
+    mmseg's visualizer does.
+
+    Args:
+        name (str): Instance name. Default ``'visualizer'``.
+        alpha (float): Opacity of the mask colour. Default 0.5.
+        **kwargs: ``SegLocalVisualizer``'s other arguments (``vis_backends``, ``save_dir``).
+    """
+
+    def __init__(self, name: str = 'visualizer', alpha: float = 0.5, **kwargs):
+        kwargs.setdefault('classes', ('background', 'target'))
+        kwargs.setdefault('palette', [[0, 0, 0], list(PRED_COLOR)])
+        super().__init__(name=name, alpha=alpha, **kwargs)
+
+    def add_datasample(
+        self,
+        name: str,
+        image: np.ndarray,
+        data_sample: SegDataSample | None = None,
+        draw_gt: bool = True,
+        draw_pred: bool = True,
+        show: bool = False,
+        wait_time: float = 0,
+        out_file: str | None = None,
+        step: int = 0,
+        with_labels: bool | None = True,
+    ) -> None:
+        """Draw a referring sample and save it to ``out_file`` or the visual backends.
+
+        Args:
+            name (str): Picture name for the backends.
+            image (np.ndarray): RGB uint8 image.
+            data_sample (SegDataSample, optional): Prediction (and ground truth).
+            draw_gt (bool): Draw the ground truth next to the prediction. Default True.
+            draw_pred (bool): Draw the prediction. Default True.
+            show (bool): Show in a window. Default False.
+            wait_time (float): Seconds to show. Default 0.
+            out_file (str, optional): Write the picture here instead of the backends.
+            step (int): Global step for the backends. Default 0.
+            with_labels (bool): Unused (kept for mmseg's signature).
+        """
+        if data_sample is None:
+            drawn = _as_rgb_uint8(image)
+        else:
+            if not draw_pred and 'pred_sem_seg' in data_sample:
+                data_sample = data_sample.clone()
+                del data_sample.pred_sem_seg
+            drawn = overlay_from_sample(image, data_sample, draw_gt, self.alpha)
+        self.set_image(drawn)
+        if show:
+            self.show(drawn, win_name=name, wait_time=wait_time)
+        if out_file is not None:
+            mmcv.imwrite(mmcv.rgb2bgr(drawn), out_file)
+        else:
+            self.add_image(name, drawn, step)
+
+
+@HOOKS.register_module()
+class ReferringVisualizationHook(SegVisualizationHook):
+    """Draw every ``interval``-th val/test batch: one overlay per sentence.
+
+    Each picture shows the image with the ground truth and the prediction, the sentence, the
+    sample's IoU (at the original size) and its existence score. With ``out_dir`` the pictures are
+    written as ``out_dir/<sample_id>.png`` by whichever rank predicted them; otherwise they go to
+    the runner's visualizer backends under the name ``<mode>_<sample_id>``.
+
+    Args:
+        draw (bool): Draw at all. Default False (as mmseg's hook).
+        interval (int): Draw every ``interval`` batches. Default 50.
+        show (bool): Show in a window. Default False.
+        wait_time (float): Seconds to show. Default 0.
+        out_dir (str, optional): Folder for the pictures (``tools/test.py --show-dir``).
+        draw_gt (bool): Draw the ground truth next to the prediction. Default True.
+        alpha (float): Opacity of the mask colour. Default 0.5.
+        backend_args (dict, optional): mmengine file backend arguments for reading images.
+    """
+
+    def __init__(
+        self,
+        draw: bool = False,
+        interval: int = 50,
+        show: bool = False,
+        wait_time: float = 0.0,
+        out_dir: str | None = None,
+        draw_gt: bool = True,
+        alpha: float = 0.5,
+        backend_args: dict | None = None,
+    ):
+        super().__init__(
+            draw=draw, interval=interval, show=show, wait_time=wait_time, backend_args=backend_args
+        )
+        self.out_dir = out_dir
+        self.draw_gt = draw_gt
+        self.alpha = alpha
+
+    def _after_iter(
+        self,
+        runner: Runner,
+        batch_idx: int,
+        data_batch: dict,
+        outputs: Sequence[SegDataSample],
+        mode: str = 'val',
+    ) -> None:
+        if self.draw is False or mode == 'train':
+            return
+        if not self.every_n_inner_iters(batch_idx, self.interval):
+            return
+        for output in outputs:
+            img_bytes = fileio.get(output.img_path, backend_args=self.backend_args)
+            image = mmcv.imfrombytes(img_bytes, flag='color', channel_order='rgb')
+            drawn = overlay_from_sample(image, output, self.draw_gt, self.alpha)
+            sample_id = output.metainfo.get('sample_id')
+            if sample_id is None:
+                sample_id = f'{osp.splitext(osp.basename(output.img_path))[0]}_{batch_idx}'
+            name = safe_file_stem(sample_id)
+            if self.show:
+                self._visualizer.show(drawn, win_name=name, wait_time=self.wait_time)
+            if self.out_dir is not None:
+                mmcv.imwrite(mmcv.rgb2bgr(drawn), osp.join(self.out_dir, f'{name}.png'))
+            else:
+                self._visualizer.add_image(f'{mode}_{name}', drawn, step=runner.iter)
