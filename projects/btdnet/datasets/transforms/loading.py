@@ -31,7 +31,9 @@ class LoadRSImageFromFile(BaseTransform):
     * JPEG / PNG: as is, BGR;
     * grayscale (1 band): replicated to 3 channels;
     * 4-band TIF (RGB + alpha or NIR): the 4th band is dropped;
-    * 16-bit TIF: scaled to 8 bits by OpenCV (``value >> 8``).
+    * 16-bit TIF: the full 16-bit range scaled to 0..255 by OpenCV (``round(value / 257)`` for
+      colour, ``value >> 8`` for one band); images of 12-bit sensors come out dark, stretch
+      those beforehand.
 
     A truncated JPEG (no end-of-image marker; OpenCV would pad it with grey) and a file OpenCV
     cannot decode are errors naming the file and the sample.

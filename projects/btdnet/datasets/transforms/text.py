@@ -71,17 +71,25 @@ def key_phrase_spans(
         tuple[tuple[int, int], ...]: ``[start, end)`` character spans of ``text``, in order;
         empty when the sentence has no noun.
     """
-    spans = list(_word_tokenizer().span_tokenize(text))
+    tokenizer = _word_tokenizer()
+    spans = list(tokenizer.span_tokenize(text))
     if not spans:
         return ()
-    words = [text[s:e] for s, e in spans]
+    # The tokenizer's own words (quotes become `` and '') tag better than the raw characters.
+    words = tokenizer.tokenize(text)
+    if len(words) != len(spans):
+        words = [text[s:e] for s, e in spans]
     tagged = [(i, tag) for i, (_, tag) in enumerate(get_tagger().tag(words))]
     # Chunk (index, tag) pairs so each leaf remembers which word (and span) it is.
     tree = _parser(grammar).parse(tagged)
     out = []
     for node in tree:
         if hasattr(node, 'label') and node.label() == 'NP':
-            out.extend(spans[i] for i, tag in node.leaves() if tag.startswith('NN'))
+            out.extend(
+                spans[i]
+                for i, tag in node.leaves()
+                if tag.startswith('NN') and any(c.isalnum() for c in words[i])
+            )
             if not all_phrases:
                 break
     return tuple(out)
