@@ -1,0 +1,364 @@
+"""Segment the target a sentence names in a user's own image, as ``mmseg.apis`` does for classes.
+
+.. code:: python
+
+    from btdnet.apis import init_model, inference_model
+    model = init_model('configs/btdnet/btdnet_tiny_synthetic.py', 'iter_40.pth', device='cpu')
+    result = inference_model(model, 'scene.tif', 'the white storage tank at the bottom left')
+    result.pred_sem_seg.data   # (1, H0, W0) 0/1 at the image's original size
+    result.seg_logits.data     # (2, H0, W0): background logit, target logit
+    result.fg_fraction, result.fg_margin   # the target-existence score
+
+The image goes through the config's test pipeline without the mask loading: any image OpenCV
+reads (JPEG, PNG, grey, RGBA, 16-bit or 4-band TIF) becomes 3-channel uint8 BGR and is resized to
+the network input; whole-image or sliding-window inference follows the config's ``model.test_cfg``
+(``mode='slide'`` for large scenes).
+"""
+
+import copy
+import logging
+import os.path as osp
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
+from mmengine.runner import CheckpointLoader
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from torch import nn
+
+from ..evaluation.rrsis_metric import existence_score
+
+DEFAULT_DATASET_META = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 64, 32]])
+# Transforms that read ground truth: dropped at inference.
+_MASK_LOADERS = ('LoadReferringMask', 'LoadAnnotations')
+# Transforms that read the image file: replaced by the array itself for ndarray input.
+_IMAGE_LOADERS = ('LoadRSImageFromFile', 'LoadImageFromFile')
+_MAX_LISTED_KEYS = 20
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's weights do not fit the model its config builds."""
+
+
+def _listed(keys: list, limit: int = _MAX_LISTED_KEYS) -> str:
+    shown = ', '.join(keys[:limit])
+    return shown + (f', ... and {len(keys) - limit} more' if len(keys) > limit else '')
+
+
+def load_checkpoint_strict(model: nn.Module, filename: str, map_location='cpu') -> dict:
+    """Load a checkpoint into ``model``, refusing any mismatch.
+
+    mmengine's ``load_checkpoint`` (and ``Runner`` with ``load_from``) only warns about missing
+    or unexpected keys, so a checkpoint of another model silently evaluates a half-random
+    network. This loads through mmengine's ``CheckpointLoader`` (local files go through btdnet's
+    ``weights_only=True`` loader) and compares every key and shape first.
+
+    Args:
+        model (nn.Module): The model (a DDP wrapper is unwrapped).
+        filename (str): Checkpoint path or URL.
+        map_location: As in :func:`torch.load`. Default ``'cpu'``.
+
+    Returns:
+        dict: The whole checkpoint (``meta``, ``state_dict``, ...).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The file is not a PyTorch checkpoint, or holds no state dict.
+        CheckpointMismatchError: Keys missing from the checkpoint, keys the model does not have,
+            or tensors of other shapes; all three lists are in the message.
+    """
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f'{filename!r}: expected a checkpoint dict (with a state_dict), found a '
+            f'{type(checkpoint).__name__}'
+        )
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state_dict, dict) or not any(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        raise ValueError(
+            f'{filename!r}: expected a checkpoint with a state_dict of tensors, found keys '
+            f'{_listed(sorted(map(str, checkpoint)), 10)}'
+        )
+    state_dict = {
+        (k[len('module.') :] if k.startswith('module.') else k): v for k, v in state_dict.items()
+    }
+    module = model.module if hasattr(model, 'module') else model
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f'{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})'
+        for k in sorted(set(expected) & set(state_dict))
+        if isinstance(state_dict[k], torch.Tensor) and state_dict[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(
+                f'{len(missing)} missing keys (in the model, not in the checkpoint): '
+                f'{_listed(missing)}'
+            )
+        if unexpected:
+            parts.append(
+                f'{len(unexpected)} unexpected keys (in the checkpoint, not in the '
+                f'model): {_listed(unexpected)}'
+            )
+        if shapes:
+            parts.append(f'{len(shapes)} shape mismatches: {_listed(shapes)}')
+        raise CheckpointMismatchError(
+            f'checkpoint {filename!r} does not match the {type(module).__name__} built from the '
+            'config (was it trained with another config?):\n  ' + '\n  '.join(parts)
+        )
+    module.load_state_dict(state_dict, strict=True)
+    return checkpoint
+
+
+def _strip_init_cfg(cfg) -> None:
+    """Drop ``init_cfg`` (pretrained encoder files) everywhere: the checkpoint brings weights."""
+    if isinstance(cfg, dict):
+        if 'init_cfg' in cfg:
+            cfg['init_cfg'] = None
+        for value in cfg.values():
+            _strip_init_cfg(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            _strip_init_cfg(value)
+
+
+def init_model(
+    config: str | Path | Config,
+    checkpoint: str | None = None,
+    device: str = 'cpu',
+    cfg_options: dict | None = None,
+) -> nn.Module:
+    """Build a BTDNet from a config and load its weights, ready for :func:`inference_model`.
+
+    Args:
+        config (str | Path | Config): Config file or object.
+        checkpoint (str, optional): Checkpoint to load. None keeps random weights (a warning is
+            logged): useful for smoke tests only.
+        device (str): ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ... Default ``'cpu'``.
+        cfg_options (dict, optional): Overrides merged into the config (e.g.
+            ``{'model.test_cfg.mode': 'slide'}``).
+
+    Returns:
+        nn.Module: The model in eval mode, with ``model.cfg`` (the config) and
+        ``model.dataset_meta`` (from the checkpoint, else background/target).
+
+    Raises:
+        FileNotFoundError: The config or the checkpoint file does not exist.
+        ValueError: The checkpoint file is not a checkpoint.
+        CheckpointMismatchError: The checkpoint does not fit the config's model.
+    """
+    if isinstance(config, (str, Path)):
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'init_model: expected a config file, found no file {config}')
+        config = Config.fromfile(str(config))
+    elif not isinstance(config, Config):
+        raise TypeError(
+            f'init_model: expected a config path or mmengine Config, found {type(config).__name__}'
+        )
+    config = copy.deepcopy(config)
+    if cfg_options:
+        config.merge_from_dict(cfg_options)
+    _strip_init_cfg(config.model)
+    config.model.train_cfg = None
+    init_default_scope(config.get('default_scope', 'mmseg'))
+
+    model = MODELS.build(config.model)
+    model.dataset_meta = dict(DEFAULT_DATASET_META)
+    if checkpoint is None:
+        print_log(
+            'init_model: no checkpoint given, the model keeps random weights',
+            logger='current',
+            level=logging.WARNING,
+        )
+    else:
+        loaded = load_checkpoint_strict(model, checkpoint, map_location='cpu')
+        meta = loaded.get('meta') or {}
+        if isinstance(meta, dict) and meta.get('dataset_meta'):
+            model.dataset_meta = meta['dataset_meta']
+    model.cfg = config
+    model.to(device)
+    model.eval()
+    return model
+
+
+def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """Convert an image array to 3-channel uint8 BGR as the image loader does for files.
+
+    Grey (H, W) or (H, W, 1) is replicated to 3 channels; a 4th band (alpha or NIR) is dropped;
+    uint16 is scaled by 1/256 (as OpenCV reads 16-bit files); float is clipped to [0, 255]. The
+    channel order of a 3-channel array is taken as BGR (what ``cv2.imread`` / ``mmcv.imread``
+    return).
+
+    Args:
+        image (np.ndarray): (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape[:2]:
+        raise ValueError(
+            'expected an image array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), '
+            f'found {image.shape}'
+        )
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype == np.bool_:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype != np.uint8:
+        if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
+            raise TypeError(f'expected a numeric image array, found dtype {image.dtype}')
+        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
+def _check_sentences(text) -> tuple[list[str], bool]:
+    single = isinstance(text, str)
+    texts = [text] if single else text
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise TypeError(
+            'inference_model: expected a sentence (str) or a non-empty list of sentences, found '
+            f'{text!r}'
+        )
+    for k, sentence in enumerate(texts):
+        if not isinstance(sentence, str):
+            raise TypeError(
+                f'inference_model: sentence {k}: expected a str, found {type(sentence).__name__}'
+            )
+        if not sentence.strip():
+            raise ValueError(
+                f'inference_model: sentence {k} is empty ({sentence!r}); a referring model needs '
+                'a sentence naming the target to segment'
+            )
+    return list(texts), single
+
+
+def _text_encoder(model: nn.Module):
+    for module in model.modules():
+        if hasattr(module, 'tokenizer') and hasattr(module, 'max_length'):
+            return module
+    return None
+
+
+def _warn_if_truncated(model: nn.Module, texts: list[str]) -> None:
+    """Say which sentences exceed the text encoder's token budget, and what it keeps."""
+    encoder = _text_encoder(model)
+    if encoder is None:
+        return
+    tokenizer, budget = encoder.tokenizer, int(encoder.max_length)
+    for k, sentence in enumerate(texts):
+        ids = tokenizer(sentence, add_special_tokens=False)['input_ids']
+        if len(ids) + 2 > budget:
+            kept = tokenizer.decode(ids[: budget - 2])
+            print_log(
+                f'inference_model: sentence {k} has {len(ids) + 2} tokens ([CLS] and [SEP] '
+                f'included) but the text encoder reads max_length={budget}; it is truncated to '
+                f'"{kept}"',
+                logger='current',
+                level=logging.WARNING,
+            )
+
+
+def _pipelines(cfg: Config, from_array: bool) -> tuple:
+    """The config's test pipeline without mask loading, split into (image loader, rest)."""
+    if 'test_pipeline' in cfg:
+        steps = cfg.test_pipeline
+    else:
+        steps = cfg.test_dataloader.dataset.pipeline
+    steps = [copy.deepcopy(s) for s in steps if s.get('type') not in _MASK_LOADERS]
+    if not steps or steps[0].get('type') not in _IMAGE_LOADERS:
+        raise ValueError(
+            f'inference_model: expected the test pipeline to start with one of {_IMAGE_LOADERS}, '
+            f'found {[s.get("type") for s in steps]}'
+        )
+    loader = None if from_array else Compose(steps[:1])
+    return loader, Compose(steps[1:])
+
+
+def inference_model(
+    model: nn.Module,
+    image: str | Path | np.ndarray,
+    text: str | Sequence[str],
+    batch_size: int = 8,
+) -> SegDataSample | list[SegDataSample]:
+    """Segment what each sentence names in one image.
+
+    Args:
+        model (nn.Module): From :func:`init_model`.
+        image (str | Path | np.ndarray): Image file, or an array in BGR order (see
+            :func:`to_bgr_uint8` for the dtypes and band counts accepted).
+        text (str | Sequence[str]): One sentence, or several for the same image (the image is
+            read and pre-processed once).
+        batch_size (int): Sentences per forward pass. Default 8.
+
+    Returns:
+        SegDataSample | list[SegDataSample]: One per sentence (a list when ``text`` is a list):
+        ``pred_sem_seg`` (1, H0, W0) 0/1 at the original size, ``seg_logits`` (2, H0, W0)
+        background and target logits, and in the metainfo ``text``, ``img_shape``, ``ori_shape``
+        and the existence score ``fg_fraction`` (share of pixels the target wins) and
+        ``fg_margin`` (mean target-minus-background logit over those pixels).
+
+    Raises:
+        FileNotFoundError: ``image`` is a path to nothing.
+        IsADirectoryError: ``image`` is a directory.
+        ValueError: The file is not a decodable image, or a sentence is empty (a referring model
+            needs a sentence to know what to segment).
+
+    A sentence longer than the text encoder's token budget (``max_length``, 20 for the paper) is
+    truncated, with a warning naming what is kept.
+    """
+    texts, single = _check_sentences(text)
+    cfg = model.cfg
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    from_array = isinstance(image, np.ndarray)
+    loader, rest = _pipelines(cfg, from_array)
+    if from_array:
+        img = to_bgr_uint8(image)
+        base = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+        stem = 'array'
+    else:
+        path = str(image)
+        if osp.isdir(path):
+            raise IsADirectoryError(
+                f'inference_model: expected an image file, found a directory {path}'
+            )
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'inference_model: expected an image file, found no file {path}'
+            )
+        stem = osp.splitext(osp.basename(path))[0]
+        base = loader(dict(img_path=path, sample_id=stem))
+    _warn_if_truncated(model, texts)
+
+    inputs, samples = [], []
+    for k, sentence in enumerate(texts):
+        results = dict(base, text=sentence, sample_id=f'{stem}_{k}')
+        packed = rest(results)
+        inputs.append(packed['inputs'])
+        samples.append(packed['data_samples'])
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(texts), max(1, int(batch_size))):
+            batch = dict(
+                inputs=inputs[start : start + batch_size],
+                data_samples=samples[start : start + batch_size],
+            )
+            outputs.extend(model.test_step(batch))
+    for output in outputs:
+        output.set_metainfo(existence_score(output.seg_logits.data))
+    return outputs[0] if single else outputs
