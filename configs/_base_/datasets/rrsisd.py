@@ -47,3 +47,7 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type=dataset_type, data_root=data_root, split='test', pipeline=test_pipeline),
 )
+# Pr@0.5-0.9, oIoU, mIoU, per-category mIoU as LAVT/RMSIN compute them, at the original image size;
+# score_at='input' scores at the network input size instead, as those papers do.
+val_evaluator = dict(type='RRSISMetric')
+test_evaluator = dict(type='RRSISMetric')
