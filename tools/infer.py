@@ -1,0 +1,166 @@
+"""Segment what a sentence names in your own image(s).
+
+One image and one sentence:
+
+    python tools/infer.py IMAGE "SENTENCE" --config CONFIG --checkpoint CKPT \\
+        [--out mask.png] [--overlay overlay.png] [--device cpu]
+
+Many (a CSV with the columns ``image`` and ``sentence``; relative image paths are read from the
+CSV's folder; one image may appear on several rows):
+
+    python tools/infer.py --csv pairs.csv --out-dir results/ --config CONFIG --checkpoint CKPT
+
+writes ``results/masks/<row>_<image>.png``, ``results/overlays/<row>_<image>.png`` and
+``results/results.csv`` (row, image, sentence, mask, overlay, fg_pixels, fg_fraction, fg_margin,
+error). A row that fails (unreadable image, empty sentence) is recorded with its error and the
+others go on; the exit status is 1 if any row failed.
+
+Masks are 8-bit PNGs at the image's original size, target = 255. ``fg_fraction`` (share of
+pixels the target wins) and ``fg_margin`` (mean target-minus-background logit over them) tell how
+strongly the model claims the target exists.
+"""
+
+import argparse
+import csv
+import os.path as osp
+import sys
+
+import mmcv
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar, mkdir_or_exist
+
+from btdnet.apis import inference_model, init_model
+from btdnet.evaluation import safe_file_stem, write_mask_png
+from btdnet.visualization import overlay_from_sample
+
+RESULT_FIELDS = (
+    'row',
+    'image',
+    'sentence',
+    'mask',
+    'overlay',
+    'fg_pixels',
+    'fg_fraction',
+    'fg_margin',
+    'error',
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='BTDNet: segment what a sentence names')
+    parser.add_argument('image', nargs='?', help='image file (single mode)')
+    parser.add_argument('sentence', nargs='?', help='referring sentence (single mode)')
+    parser.add_argument('--config', required=True, help='model config file')
+    parser.add_argument('--checkpoint', required=True, help='trained checkpoint')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    parser.add_argument('--out', help='single mode: write the mask PNG here')
+    parser.add_argument('--overlay', help='single mode: write the overlay picture here')
+    parser.add_argument('--csv', help='batch mode: CSV with columns image,sentence')
+    parser.add_argument('--out-dir', help='batch mode: results folder')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. model.test_cfg.mode=slide',
+    )
+    args = parser.parse_args(argv)
+    if args.csv:
+        if args.image or args.sentence or args.out or args.overlay:
+            parser.error('--csv (batch mode) takes no IMAGE, SENTENCE, --out or --overlay')
+        if not args.out_dir:
+            parser.error('--csv needs --out-dir')
+    elif args.image is None or args.sentence is None:
+        parser.error('give IMAGE and "SENTENCE", or --csv FILE --out-dir DIR')
+    return args
+
+
+def read_rgb(path: str):
+    """The image as the pipeline decodes it (3-channel 8-bit), in RGB for drawing."""
+    return mmcv.imread(path, flag='color', channel_order='rgb')
+
+
+def describe(result) -> str:
+    mask = result.pred_sem_seg.data
+    return (
+        f'target pixels: {int(mask.sum())} of {mask.numel()} '
+        f'({100 * result.fg_fraction:.1f}%), mean target margin {result.fg_margin:.3f}'
+    )
+
+
+def run_single(model, args) -> int:
+    result = inference_model(model, args.image, args.sentence)
+    print(describe(result))
+    if args.out:
+        write_mask_png(args.out, result.pred_sem_seg.data[0].cpu().numpy())
+        print(f'mask written to {args.out}')
+    if args.overlay:
+        drawn = overlay_from_sample(read_rgb(args.image), result)
+        mmcv.imwrite(mmcv.rgb2bgr(drawn), args.overlay)
+        print(f'overlay written to {args.overlay}')
+    return 0
+
+
+def read_pairs(csv_path: str) -> list:
+    if not osp.isfile(csv_path):
+        raise SystemExit(f'--csv {csv_path!r} is not a file')
+    with open(csv_path, newline='', encoding='utf-8') as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {'image', 'sentence'} <= set(reader.fieldnames):
+            raise SystemExit(
+                f'{csv_path}: expected a header with the columns image,sentence; '
+                f'found {reader.fieldnames}'
+            )
+        rows = list(reader)
+    root = osp.dirname(osp.abspath(csv_path))
+    return [(row['image'], osp.join(root, row['image']), row['sentence'] or '') for row in rows]
+
+
+def run_batch(model, args) -> int:
+    pairs = read_pairs(args.csv)
+    for sub in ('masks', 'overlays'):
+        mkdir_or_exist(osp.join(args.out_dir, sub))
+    records, failed = [], 0
+    progress = ProgressBar(len(pairs))
+    for row, (name, path, sentence) in enumerate(pairs):
+        stem = f'{row}_{safe_file_stem(osp.splitext(osp.basename(name))[0])}'
+        record = dict(row=row, image=name, sentence=sentence)
+        try:
+            result = inference_model(model, path, sentence)
+            mask = result.pred_sem_seg.data[0].cpu().numpy()
+            record.update(
+                mask=osp.join('masks', f'{stem}.png'),
+                overlay=osp.join('overlays', f'{stem}.png'),
+                fg_pixels=int(mask.sum()),
+                fg_fraction=result.fg_fraction,
+                fg_margin=result.fg_margin,
+            )
+            write_mask_png(osp.join(args.out_dir, record['mask']), mask)
+            drawn = overlay_from_sample(read_rgb(path), result)
+            mmcv.imwrite(mmcv.rgb2bgr(drawn), osp.join(args.out_dir, record['overlay']))
+        except (OSError, ValueError, TypeError) as err:
+            failed += 1
+            record['error'] = f'{type(err).__name__}: {err}'
+        records.append(record)
+        progress.update()
+    results_csv = osp.join(args.out_dir, 'results.csv')
+    with open(results_csv, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
+        writer.writeheader()
+        writer.writerows(records)
+    print(f'\n{len(records) - failed} of {len(records)} rows done; results in {results_csv}')
+    for record in records:
+        if record.get('error'):
+            print(f'row {record["row"]} ({record["image"]}): {record["error"]}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model = init_model(
+        args.config, args.checkpoint, device=args.device, cfg_options=args.cfg_options
+    )
+    return run_batch(model, args) if args.csv else run_single(model, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
