@@ -17,6 +17,7 @@
 set -euo pipefail
 
 VENV=${1:-${VENV:-.venv}}
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac  # the mmcv build runs in another folder
 PY="$VENV/bin/python"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 START=$SECONDS
