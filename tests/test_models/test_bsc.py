@@ -16,6 +16,25 @@ from mmseg.registry import MODELS
 from btdnet.models.layers import BidirectionalSpatialCorrelation
 
 
+def unfold_v2l_affinity(bsc, visual, text):
+    """Literal W_v2l: W_v = Unfold(V, k) (Eq. 2), then sum_k alpha_k W_v x Q_k L (Eq. 3).
+
+    Args:
+        bsc (BidirectionalSpatialCorrelation): The module whose parameters are used.
+        visual (Tensor): (B, C, H, W) V_i.
+        text (Tensor): (B, N, D) L_i.
+
+    Returns:
+        Tensor: (B, HW, N) unnormalised affinity.
+    """
+    c = visual.shape[1]
+    w_v2l = 0
+    for k, alpha, proj in zip(bsc.v2l_kernels, bsc.v2l_alpha, bsc.v2l_filters):
+        patches = F.unfold(visual, k, padding=k // 2).transpose(1, 2)  # (B, HW, k^2 C)
+        w_v2l = w_v2l + alpha * (patches @ proj(text).transpose(1, 2)) / math.sqrt(k * k * c)
+    return w_v2l
+
+
 def bsc_unfold_reference(bsc, visual, text, text_mask):
     """Literal Eq. 2-4 with the parameters of ``bsc``.
 
@@ -32,11 +51,8 @@ def bsc_unfold_reference(bsc, visual, text, text_mask):
     d = text.shape[2]
     mask = text_mask.bool()
 
-    # vision -> language. Eq. 2: W_v = Unfold(V, k), (B, HW, k^2 C); Eq. 3: sum_k alpha_k W_v L
-    w_v2l = 0
-    for k, alpha, proj in zip(bsc.v2l_kernels, bsc.v2l_alpha, bsc.v2l_filters):
-        patches = F.unfold(visual, k, padding=k // 2).transpose(1, 2)
-        w_v2l = w_v2l + alpha * (patches @ proj(text).transpose(1, 2)) / math.sqrt(k * k * c)
+    # vision -> language (Eq. 2-3), softmax over the real tokens
+    w_v2l = unfold_v2l_affinity(bsc, visual, text)
     w_v2l = w_v2l.masked_fill(~mask[:, None, :], float('-inf')).softmax(dim=-1)  # (B, HW, N)
     # Eq. 4: Gate_v = 1x1 conv (D -> C) + InstanceNorm on the gathered text, then the residual
     gathered = (w_v2l @ text).transpose(1, 2).reshape(b, d, h, w)
@@ -112,6 +128,14 @@ def test_bsc_matches_unfold_reference(kwargs):
     assert (v_out - visual).abs().max() > 1e-3
     if not kwargs.get('one_way'):
         assert (t_out[0] - text[0]).abs().max() > 1e-3
+
+
+def test_v2l_affinity_is_the_unfold_matmul():
+    bsc = _randomise(BidirectionalSpatialCorrelation(8, 12, v2l_kernels=(1, 3, 5, 7))).double()
+    visual, text, _ = _inputs()
+    got = bsc.v2l_affinity(visual, text)  # (B, N, H, W)
+    ref = unfold_v2l_affinity(bsc, visual, text)  # (B, HW, N)
+    torch.testing.assert_close(got.flatten(2).transpose(1, 2), ref, atol=1e-10, rtol=0)
 
 
 def test_bsc_float32_close_to_reference():
