@@ -112,3 +112,16 @@ class TestLoadReferringMask:
     def test_repr(self):
         assert 'threshold=50' in repr(LoadReferringMask())
         assert 'to_float32=False' in repr(LoadRSImageFromFile())
+
+
+@pytest.mark.parametrize('shape', [(1, 1), (1, 5), (5, 1), (7, 9), (801, 800)])
+@pytest.mark.parametrize('density', [0.0, 0.3, 1.0])
+def test_decode_rle_matches_pycocotools(shape, density):
+    from btdnet.datasets.transforms.loading import decode_rle
+
+    mask = (np.random.default_rng(shape[0]).random(shape) < density).astype(np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    for counts in (rle['counts'], rle['counts'].decode()):
+        out = decode_rle(dict(size=rle['size'], counts=counts))
+        assert out.shape == shape and out.flags.c_contiguous and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, mask_utils.decode(rle))

@@ -1,0 +1,104 @@
+"""Samples/s of a config's training pipeline next to the bare OpenCV floor, in one process.
+
+    python tools/analysis_tools/benchmark_pipeline.py CONFIG [--split train] [--data-root DIR]
+        [--num 200] [--rounds 3]
+
+Both run on the same samples, one thread (as one dataloader worker does, OpenCV threads off):
+
+* floor: read the image file, ``cv2.imdecode`` it, ``cv2.resize`` it to the pipeline's size;
+* pipeline: ``dataset[i]``, i.e. the whole configured pipeline (decode, mask, resize, key-phrase
+  spans, pack) plus the dataset's own bookkeeping.
+
+The first pass over the samples is reported separately ("cold": the key-phrase cache is empty, as
+in the first epoch); then rounds alternate floor and pipeline and the best round of each counts.
+"""
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+
+import btdnet  # noqa: F401  (registers the datasets and transforms)
+from btdnet.datasets.transforms import key_phrase_spans
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Benchmark the data pipeline against OpenCV')
+    parser.add_argument('config', help='config with {train,val,test}_dataloader')
+    parser.add_argument('--split', default='train', choices=('train', 'val', 'test'))
+    parser.add_argument('--data-root', help='override the dataset data_root')
+    parser.add_argument('--num', type=int, default=200, help='samples per round')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--size', type=int, nargs=2, default=(512, 512), help='floor: W H')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings')
+    return parser.parse_args(argv)
+
+
+def floor(paths, size) -> float:
+    """Seconds to read, decode and resize every path with OpenCV alone."""
+    start = time.perf_counter()
+    for path in paths:
+        with open(path, 'rb') as f:
+            img = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+        cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    return time.perf_counter() - start
+
+
+def pipeline(ds, indices) -> float:
+    """Seconds to produce every sample through the dataset and its pipeline."""
+    start = time.perf_counter()
+    for i in indices:
+        ds[i]
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg.registry import DATASETS
+
+    cv2.setNumThreads(0)  # what mmengine sets in dataloader workers (opencv_num_threads=0)
+    torch.set_num_threads(1)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope('mmseg')
+    ds_cfg = cfg[f'{args.split}_dataloader'].dataset.copy()
+    if args.data_root:
+        ds_cfg.data_root = args.data_root
+    ds = DATASETS.build(ds_cfg)
+    indices = list(range(min(args.num, len(ds))))
+    paths = [ds.get_data_info(i)['img_path'] for i in indices]
+    shape = cv2.imread(paths[0]).shape[:2]
+    print(
+        f'[benchmark] {type(ds).__name__} {args.split}: {len(indices)} samples, images '
+        f'{shape[1]}x{shape[0]} ({paths[0]}), one thread'
+    )
+    print(f'[benchmark] pipeline: {" -> ".join(t["type"] for t in ds_cfg.pipeline)}')
+
+    key_phrase_spans.cache_clear()
+    floor(paths, tuple(args.size))  # page cache and code warm for both
+    cold = pipeline(ds, indices)
+    best_floor, best_pipe = float('inf'), float('inf')
+    for _ in range(args.rounds):
+        best_floor = min(best_floor, floor(paths, tuple(args.size)))
+        best_pipe = min(best_pipe, pipeline(ds, indices))
+    n = len(indices)
+
+    def line(name, seconds):
+        return f'{name:<34}{n / seconds:8.1f} samples/s {1e3 * seconds / n:8.2f} ms/sample'
+
+    print(line('floor (OpenCV decode + resize)', best_floor))
+    print(line('pipeline', best_pipe))
+    print(line('pipeline, cold (first epoch)', cold))
+    print(
+        f'[benchmark] pipeline / floor time: {best_pipe / best_floor:.3f} (cold: '
+        f'{cold / best_floor:.3f}); goal <= 1.15'
+    )
+
+
+if __name__ == '__main__':
+    main()
