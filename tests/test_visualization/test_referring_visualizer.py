@@ -1,0 +1,109 @@
+"""Overlays: mask colours, the sentence banner, one picture per sentence from the hook."""
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from btdnet.visualization import (
+    ReferringSegVisualizer,
+    ReferringVisualizationHook,
+    draw_referring_overlay,
+)
+from btdnet.visualization.referring_visualizer import GT_COLOR, PRED_COLOR
+
+GREY = 100
+
+
+def masks():
+    pred = np.zeros((20, 30), bool)
+    pred[2:8, 3:9] = True
+    gt = np.zeros((20, 30), bool)
+    gt[10:18, 20:28] = True
+    return pred, gt
+
+
+def blend(color, alpha=0.5):
+    return (GREY * (1 - alpha) + np.array(color, np.float32) * alpha).astype(np.uint8)
+
+
+def test_panels_are_tinted_where_the_masks_are_and_text_sits_in_a_banner():
+    image = np.full((20, 30, 3), GREY, np.uint8)
+    pred, gt = masks()
+    alone = draw_referring_overlay(image, pred, min_width=0)
+    assert alone.shape == (20, 30, 3)  # no sentence, no facts: no banner
+    assert np.array_equal(alone[5, 5], blend(PRED_COLOR))
+
+    drawn = draw_referring_overlay(image, pred, 'the car', gt, iou=0.5, min_width=0)
+    assert drawn.shape[1] == 2 * 30 + 4
+    banner = drawn.shape[0] - 20
+    assert banner > 0 and (drawn[:banner] > 200).any()  # white text on the dark banner
+    body = drawn[banner:]
+    # Left panel: ground truth in green; right panel (after the 4 px gap): prediction in red.
+    assert np.array_equal(body[14, 24], blend(GT_COLOR))
+    assert np.array_equal(body[5, 34 + 5], blend(PRED_COLOR))
+    assert np.array_equal(body[5, 5], [GREY] * 3)  # no gt there
+    assert np.array_equal(body[14, 34 + 24], [GREY] * 3)  # no prediction there
+    assert np.array_equal(body[:, 30:34], np.full((20, 4, 3), 24, np.uint8))  # the gap
+
+
+def test_long_sentences_wrap_and_small_images_are_enlarged():
+    image = np.full((20, 30, 3), GREY, np.uint8)
+    pred, _ = masks()
+    short = draw_referring_overlay(image, pred, 'a car')
+    long = draw_referring_overlay(image, pred, 'the small white car parked next to ' * 6)
+    assert short.shape[1] == long.shape[1] == 30 * 13  # ceil(384 / 30) = 13
+    assert long.shape[0] > short.shape[0]  # more lines of text
+    assert short.shape[0] - 20 * 13 > 0
+
+
+def test_bad_images_and_masks_are_refused():
+    with pytest.raises(TypeError, match='uint8.*float32'):
+        draw_referring_overlay(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r'mask of the image size \(4, 4\).*\(5, 5\)'):
+        draw_referring_overlay(np.zeros((4, 4, 3), np.uint8), np.ones((5, 5)))
+
+
+def sample(sample_id, text, img_path=None):
+    pred, gt = masks()
+    out = SegDataSample(metainfo=dict(sample_id=sample_id, text=text, img_path=img_path))
+    out.pred_sem_seg = PixelData(data=torch.from_numpy(pred)[None].long())
+    out.gt_sem_seg = PixelData(data=torch.from_numpy(gt | pred)[None].long())
+    out.seg_logits = PixelData(
+        data=torch.stack([torch.zeros(20, 30), torch.from_numpy(pred) * 2.0 - 1])
+    )
+    return out
+
+
+def test_visualizer_writes_the_referring_overlay(tmp_path):
+    vis = ReferringSegVisualizer(name='test_referring_vis_a')
+    image = np.full((20, 30, 3), GREY, np.uint8)
+    vis.add_datasample('x', image, sample('s1', 'the car'), out_file=str(tmp_path / 'x.png'))
+    written = cv2.imread(str(tmp_path / 'x.png'))[..., ::-1]
+    expected = draw_referring_overlay(
+        image,
+        masks()[0],
+        'the car',
+        masks()[1] | masks()[0],
+        iou=36 / 100,
+        existence=dict(fg_fraction=36 / 600, fg_margin=1.0),
+    )
+    assert np.array_equal(written, expected)
+
+
+def test_hook_writes_one_picture_per_sentence_of_the_same_image(tmp_path):
+    img_path = tmp_path / 'scene.png'
+    cv2.imwrite(str(img_path), np.full((20, 30, 3), GREY, np.uint8))
+    ReferringSegVisualizer.get_instance('test_referring_vis_b')  # as the runner builds it
+    hook = ReferringVisualizationHook(draw=True, interval=1, out_dir=str(tmp_path / 'show'))
+    outputs = [sample('7/0', 'the car', str(img_path)), sample('7/1', 'the roof', str(img_path))]
+    hook.after_test_iter(SimpleNamespace(iter=0), 0, {}, outputs)
+    files = sorted(p.name for p in (tmp_path / 'show').iterdir())
+    assert files == ['7_0.png', '7_1.png']
+    first = cv2.imread(str(tmp_path / 'show' / '7_0.png'))
+    second = cv2.imread(str(tmp_path / 'show' / '7_1.png'))
+    assert first.shape == second.shape and not np.array_equal(first, second)  # other sentence
