@@ -1,0 +1,347 @@
+"""BTDNet end to end on the tiny config: loss / predict / tensor through the data preprocessor,
+gradients, slide inference with the sentence, ablation switches, every config builds."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.registry import DATASETS, MODELS
+from mmseg.structures import SegDataSample
+
+import btdnet  # noqa: F401  (registers the plugin)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / 'configs'
+TINY = CONFIGS / 'btdnet' / 'btdnet_tiny_synthetic.py'
+PAPER = [CONFIGS / 'btdnet_swinb_rrsisd.py', CONFIGS / 'btdnet_swinb_refsegrs.py']
+ABLATIONS = sorted(p for p in (CONFIGS / 'btdnet').glob('btdnet_swinb_*.py'))
+ALL_MODEL_CONFIGS = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts)
+
+init_default_scope('mmseg')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _build(model_cfg, seed=0, init=False):
+    torch.manual_seed(seed)
+    model = MODELS.build(copy.deepcopy(model_cfg))
+    if init:
+        model.init_weights()
+    return model
+
+
+@pytest.fixture(scope='module')
+def tiny_cfg():
+    return Config.fromfile(str(TINY))
+
+
+@pytest.fixture(scope='module')
+def model(tiny_cfg):
+    return _build(tiny_cfg.model, init=True)
+
+
+def _sample(text, spans, ori_shape, size=64, seed=0):
+    sample = SegDataSample(
+        metainfo=dict(
+            text=text,
+            key_spans=spans,
+            ori_shape=ori_shape,
+            img_shape=(size, size),
+            sample_id=f'{text[:8]}-{seed}',
+            img_path=f'synthetic/{seed}.png',
+        )
+    )
+    gen = torch.Generator().manual_seed(seed)
+    label = torch.zeros(1, size, size, dtype=torch.long)
+    y, x = torch.randint(0, size // 2, (2,), generator=gen).tolist()
+    label[:, y : y + size // 3, x : x + size // 3] = 1
+    sample.gt_sem_seg = PixelData(data=label)
+    return sample
+
+
+def _hand_batch(ori_shapes=((96, 96), (80, 120)), size=64):
+    texts = [('the white storage tank at the bottom left', [[4, 22]]), ('a small ship', [[2, 12]])]
+    gen = torch.Generator().manual_seed(1)
+    return dict(
+        inputs=[
+            torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8)
+            for _ in ori_shapes
+        ],
+        data_samples=[
+            _sample(*texts[i % 2], shape, size, seed=i) for i, shape in enumerate(ori_shapes)
+        ],
+    )
+
+
+def _total(losses):
+    return sum(v for k, v in losses.items() if 'loss' in k)
+
+
+# ---------------------------------------------------------------- through the real data pipeline
+@pytest.fixture(scope='module')
+def pipeline_batches(tiny_cfg, synthetic_rrsis_root):
+    train = DATASETS.build(
+        dict(tiny_cfg.train_dataloader.dataset, data_root=str(synthetic_rrsis_root))
+    )
+    val = DATASETS.build(dict(tiny_cfg.val_dataloader.dataset, data_root=str(synthetic_rrsis_root)))
+    return pseudo_collate([train[0], train[1]]), pseudo_collate([val[0]])
+
+
+def test_loss_step_through_pipeline_reaches_every_parameter(model, pipeline_batches):
+    model.train()
+    model.zero_grad()
+    data = model.data_preprocessor(pipeline_batches[0], True)
+    assert data['inputs'].shape == (2, 3, 64, 64)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'decode.loss_ce', 'decode.acc_seg', 'aux.loss_re'}
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    _total(losses).backward()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    missing = [n for n, p in params if p.grad is None or not p.grad.any()]
+    assert missing == []
+    prefixes = {n.split('.')[0] + '.' + n.split('.')[1] for n, _ in params}
+    assert {'backbone.vision', 'backbone.text_encoder', 'backbone.bsc'} <= prefixes
+
+
+def test_predict_and_tensor_through_pipeline(model, pipeline_batches):
+    model.eval()
+    data = model.data_preprocessor(pipeline_batches[1], False)
+    with torch.no_grad():
+        (result,) = model(**data, mode='predict')
+        logits = model(**data, mode='tensor')
+    ori = tuple(result.metainfo['ori_shape'])
+    assert result.pred_sem_seg.data.shape == (1, *ori)
+    assert result.seg_logits.data.shape == (2, *ori)
+    assert logits.shape == (1, 2, 16, 16)  # [O_bg, O_fg] at H/4
+
+
+# ---------------------------------------------------------------- hand-built samples
+def test_predict_masks_at_each_original_size(model):
+    model.eval()
+    data = model.data_preprocessor(_hand_batch(((96, 96), (80, 120), (50, 40))), False)
+    with torch.no_grad():
+        results = model(**data, mode='predict')
+    for result, shape in zip(results, [(96, 96), (80, 120), (50, 40)]):
+        pred, logits = result.pred_sem_seg.data, result.seg_logits.data
+        assert pred.shape == (1, *shape) and pred.dtype == torch.long
+        assert set(pred.unique().tolist()) <= {0, 1}
+        torch.testing.assert_close(pred[0], (logits[1] > logits[0]).long())  # fg beats bg
+
+
+def test_eval_outputs_are_deterministic(model):
+    model.eval()
+    data = model.data_preprocessor(_hand_batch(), False)
+    with torch.no_grad():
+        first = [r.seg_logits.data.clone() for r in model(**data, mode='predict')]
+        second = [r.seg_logits.data for r in model(**data, mode='predict')]
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_sentence_changes_the_prediction(model):
+    model.eval()
+    batch = _hand_batch(((64, 64),))
+    other = copy.deepcopy(batch)
+    other['data_samples'][0].set_metainfo(
+        dict(text='green trees along the road', key_spans=[[6, 11]])
+    )
+    with torch.no_grad():
+        a = model(**model.data_preprocessor(batch, False), mode='tensor')
+        b = model(**model.data_preprocessor(other, False), mode='tensor')
+    assert not torch.allclose(a, b)
+
+
+def test_slide_inference_passes_the_text_to_every_crop(tiny_cfg, monkeypatch):
+    cfg = copy.deepcopy(tiny_cfg.model)
+    cfg.test_cfg = dict(mode='slide', crop_size=(48, 48), stride=(16, 16))
+    slide = _build(cfg).eval()
+    calls = []
+    forward = slide.backbone.forward
+
+    def spy(inputs, data_samples):
+        calls.append((tuple(inputs.shape[2:]), [s.metainfo['text'] for s in data_samples]))
+        return forward(inputs, data_samples)
+
+    monkeypatch.setattr(slide.backbone, 'forward', spy)
+    batch = _hand_batch(((96, 96), (80, 120)))
+    texts = [s.metainfo['text'] for s in batch['data_samples']]
+    with torch.no_grad():
+        results = slide(**slide.data_preprocessor(batch, False), mode='predict')
+    assert len(calls) == 4  # 2 x 2 crops of 48 with stride 16 over 64 x 64
+    assert all(shape == (48, 48) and crop_texts == texts for shape, crop_texts in calls)
+    for result, shape in zip(results, [(96, 96), (80, 120)]):
+        assert result.pred_sem_seg.data.shape == (1, *shape)
+        assert result.seg_logits.data.shape == (2, *shape)
+        assert torch.isfinite(result.seg_logits.data).all()
+
+
+def test_predict_needs_the_sentences(model):
+    model.eval()
+    with pytest.raises(ValueError, match='sentence'):
+        model.predict(torch.zeros(1, 3, 64, 64))
+
+
+def test_l0_is_computed_without_gradient_in_eval_mode(model, monkeypatch):
+    """L_0 (the rephrase target) is the plain BERT output under no_grad, dropout off."""
+    model.train()
+    seen = []
+    text_encoder = model.backbone.text_encoder
+    forward = text_encoder.forward
+
+    def spy(input_ids, attention_mask):
+        seen.append((torch.is_grad_enabled(), text_encoder.training))
+        return forward(input_ids, attention_mask)
+
+    monkeypatch.setattr(text_encoder, 'forward', spy)
+    model(**model.data_preprocessor(_hand_batch(), True), mode='loss')
+    # First call: L_m in the backbone (with gradient, training); second: L_0.
+    assert seen == [(True, True), (False, False)]
+    assert text_encoder.training
+
+
+# ---------------------------------------------------------------- configs
+def _shrink(model_cfg, tiny_model_cfg):
+    """The paper model's switches on tiny encoders: widths / 8, tiny Swin and BERT."""
+    cfg = copy.deepcopy(model_cfg)
+    tiny = tiny_model_cfg
+    cfg.data_preprocessor = copy.deepcopy(tiny.data_preprocessor)
+    cfg.backbone.vision = copy.deepcopy(tiny.backbone.vision)
+    cfg.backbone.text_encoder = copy.deepcopy(tiny.backbone.text_encoder)
+    head = cfg.decode_head
+    head.update(
+        in_channels=tiny.decode_head.in_channels,
+        text_channels=32,
+        channels=head.channels // 8,
+        num_points=2,
+    )
+    if cfg.get('rephrase_head') is not None:
+        cfg.rephrase_head.update(
+            in_channels=cfg.rephrase_head.in_channels // 8,
+            channels=cfg.rephrase_head.channels // 8,
+            text_channels=32,
+        )
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_cfg):
+    """The paper model (RefSegRS config, which the ablations start from), shrunk."""
+    paper = Config.fromfile(str(CONFIGS / 'btdnet_swinb_refsegrs.py'))
+    model = _build(_shrink(paper.model, tiny_cfg.model))
+    return model, {n: tuple(p.shape) for n, p in model.named_parameters()}
+
+
+def _names_under(names, *prefixes):
+    return {n for n in names if n.startswith(prefixes)}
+
+
+ABLATION_EXPECTATIONS = {
+    # config stem: (check of the parameter names removed, check of the model)
+    'btdnet_swinb_bsc-s1_refsegrs': ('bsc', (1, 2, 3)),
+    'btdnet_swinb_bsc-s12_refsegrs': ('bsc', (2, 3)),
+    'btdnet_swinb_bsc-s123_refsegrs': ('bsc', (3,)),
+    'btdnet_swinb_bsc-s1234_refsegrs': ('same', None),
+    'btdnet_swinb_only-v2l_refsegrs': ('one_way', None),
+    'btdnet_swinb_bg3_refsegrs': ('bg', 3),
+    'btdnet_swinb_bg5_refsegrs': ('bg', 5),
+    'btdnet_swinb_bg7_refsegrs': ('bg', 7),
+    'btdnet_swinb_no-prior_refsegrs': ('no_prior', None),
+    'btdnet_swinb_wo-lbg_refsegrs': ('wo_lbg', None),
+    'btdnet_swinb_wo-lre_refsegrs': ('wo_lre', None),
+    'btdnet_swinb_mci768_refsegrs': ('width', 3),
+}
+
+
+def test_every_ablation_config_is_checked():
+    assert {p.stem for p in ABLATIONS} == set(ABLATION_EXPECTATIONS)
+
+
+@pytest.mark.parametrize('path', ABLATIONS, ids=lambda p: p.stem)
+def test_ablation_drops_exactly_what_it_names(path, tiny_cfg, reference):
+    ref_model, ref_shapes = reference
+    cfg = Config.fromfile(str(path))
+    model = _build(_shrink(cfg.model, tiny_cfg.model))
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    removed, added = set(ref_shapes) - set(shapes), set(shapes) - set(ref_shapes)
+    kind, arg = ABLATION_EXPECTATIONS[path.stem]
+    if kind == 'bsc':
+        assert removed == _names_under(ref_shapes, *[f'backbone.bsc.{i}.' for i in arg])
+        assert removed and not added
+    elif kind == 'one_way':
+        assert model.backbone.one_way and not added
+        assert removed and removed <= _names_under(ref_shapes, 'backbone.bsc.')  # the V->L side
+    elif kind == 'no_prior':
+        assert removed == {
+            'decode_head.masked_text_proj.weight',
+            'decode_head.masked_text_proj.bias',
+        }
+        assert not added and not model.decode_head.use_prior_knowledge
+    elif kind == 'wo_lre':
+        assert removed == _names_under(ref_shapes, 'rephrase_head.') and removed and not added
+        assert not model.with_rephrase_head
+    else:
+        assert not removed and not added
+        changed = {n for n in shapes if shapes[n] != ref_shapes[n]}
+        if kind == 'bg':
+            assert model.decode_head.num_bg_tokens == arg
+            assert changed == ({'decode_head.bg_delta'} if arg != 5 else set())
+        elif kind == 'width':
+            assert model.decode_head.channels == arg * ref_model.decode_head.channels
+            assert changed == _names_under(changed, 'decode_head.', 'rephrase_head.') != set()
+        elif kind == 'wo_lbg':
+            assert not model.decode_head.loss_decode.use_bg and not changed
+        else:
+            assert not changed
+
+    # One loss step: the variant still trains every parameter it has.
+    model.train()
+    data = model.data_preprocessor(_hand_batch(((64, 64), (64, 64))), True)
+    losses = model(**data, mode='loss')
+    assert ('aux.loss_re' in losses) == (kind != 'wo_lre')
+    _total(losses).backward()
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
+    assert missing == []
+
+
+def test_every_config_is_covered():
+    """The tiny config builds as is, the paper configs need weights, the ablations are above."""
+    assert set(ALL_MODEL_CONFIGS) == {TINY, *PAPER, *ABLATIONS}
+
+
+def test_tiny_config_builds():
+    model = MODELS.build(Config.fromfile(str(TINY)).model)
+    assert type(model).__name__ == 'BTDNet' and model.with_rephrase_head
+
+
+@pytest.mark.parametrize('path', PAPER, ids=lambda p: p.stem)
+def test_paper_config_names_its_missing_weights(path, tiny_cfg, tmp_path, monkeypatch):
+    paper = Config.fromfile(str(path)).model
+    monkeypatch.chdir(tmp_path)  # no pretrain/ folder here, whatever the checkout holds
+    # BERT is loaded when the model is built (Swin-B itself is swapped for the tiny one: the
+    # check does not depend on it and building it is slow).
+    cfg = copy.deepcopy(paper)
+    cfg.backbone.vision = copy.deepcopy(tiny_cfg.model.backbone.vision)
+    with pytest.raises(FileNotFoundError, match='pretrain/bert-base-uncased'):
+        MODELS.build(cfg)
+    # With BERT at hand, the Swin checkpoint is loaded (and found missing) by init_weights.
+    cfg = _shrink(paper, tiny_cfg.model)
+    cfg.backbone.vision.init_cfg = paper.backbone.vision.init_cfg
+    model = MODELS.build(cfg)
+    with pytest.raises(FileNotFoundError, match='swin_base_patch4_window12_384_22k.pth'):
+        model.init_weights()
