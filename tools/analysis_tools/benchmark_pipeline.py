@@ -9,8 +9,10 @@ Both run on the same samples, one thread (as one dataloader worker does, OpenCV 
 * pipeline: ``dataset[i]``, i.e. the whole configured pipeline (decode, mask, resize, key-phrase
   spans, pack) plus the dataset's own bookkeeping.
 
-The first pass over the samples is reported separately ("cold": the key-phrase cache is empty, as
-in the first epoch); then rounds alternate floor and pipeline and the best round of each counts.
+The first pass over the samples is reported separately ("cold": the key-phrase and mask-run caches
+are empty, as in the first epoch). Then, for ``--rounds`` rounds, each sample goes through the floor
+and then the pipeline (interleaved, so both see the same load from other processes), and each
+sample's fastest round counts.
 """
 
 import argparse
@@ -38,21 +40,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def floor(paths, size) -> float:
-    """Seconds to read, decode and resize every path with OpenCV alone."""
-    start = time.perf_counter()
-    for path in paths:
-        with open(path, 'rb') as f:
-            img = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
-        cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-    return time.perf_counter() - start
+def floor_one(path: str, size) -> None:
+    """Read, decode and resize one image with OpenCV alone."""
+    with open(path, 'rb') as f:
+        img = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
 
 
-def pipeline(ds, indices) -> float:
-    """Seconds to produce every sample through the dataset and its pipeline."""
+def timed(fn, *args) -> float:
     start = time.perf_counter()
-    for i in indices:
-        ds[i]
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -80,12 +77,18 @@ def main(argv=None):
     print(f'[benchmark] pipeline: {" -> ".join(t["type"] for t in ds_cfg.pipeline)}')
 
     key_phrase_spans.cache_clear()
-    floor(paths, tuple(args.size))  # page cache and code warm for both
-    cold = pipeline(ds, indices)
-    best_floor, best_pipe = float('inf'), float('inf')
+    size = tuple(args.size)
+    for path in paths:  # page cache and code warm for both
+        floor_one(path, size)
+    cold = np.array([timed(ds.__getitem__, i) for i in indices])
+    # Interleaved sample by sample, so both see the same machine load; per-sample best round.
+    floors = np.full(len(indices), np.inf)
+    pipes = np.full(len(indices), np.inf)
     for _ in range(args.rounds):
-        best_floor = min(best_floor, floor(paths, tuple(args.size)))
-        best_pipe = min(best_pipe, pipeline(ds, indices))
+        for k, (i, path) in enumerate(zip(indices, paths)):
+            floors[k] = min(floors[k], timed(floor_one, path, size))
+            pipes[k] = min(pipes[k], timed(ds.__getitem__, i))
+    best_floor, best_pipe, cold = floors.sum(), pipes.sum(), cold.sum()
     n = len(indices)
 
     def line(name, seconds):

@@ -1,6 +1,7 @@
 """PackReferringInputs: uint8 (3, H, W) inputs, LongTensor 0/1 gt, referring metainfo."""
 
 import numpy as np
+import pytest
 import torch
 
 from btdnet.datasets.transforms import PackReferringInputs
@@ -40,3 +41,20 @@ def test_pack_without_gt():
     out = PackReferringInputs()(dict(img=np.zeros((4, 4, 3), np.uint8), text='x'))
     assert 'gt_sem_seg' not in out['data_samples'] and out['data_samples'].metainfo['text'] == 'x'
     assert 'sample_id' in repr(PackReferringInputs())
+
+
+def test_same_as_mmseg_pack():
+    from mmseg.datasets.transforms import PackSegInputs
+
+    rng = np.random.default_rng(2)
+    results = dict(
+        img=rng.integers(0, 256, (6, 5, 3), dtype=np.uint8),
+        gt_seg_map=rng.integers(0, 2, (6, 5), dtype=np.uint8),
+        img_path='p',
+    )
+    ours = PackReferringInputs()(dict(results))
+    theirs = PackSegInputs()(dict(results))
+    assert torch.equal(ours['inputs'], theirs['inputs'])
+    assert torch.equal(ours['data_samples'].gt_sem_seg.data, theirs['data_samples'].gt_sem_seg.data)
+    with pytest.raises(ValueError, match='sample_id 3: expected a 2-D gt_seg_map'):
+        PackReferringInputs()(dict(results, gt_seg_map=np.zeros((2, 2, 2)), sample_id='3'))

@@ -1,7 +1,11 @@
 """Packing a referring sample into mmseg's ``inputs`` / ``SegDataSample`` pair."""
 
+import numpy as np
+import torch
+from mmengine.structures import PixelData
 from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
+from mmseg.structures import SegDataSample
 
 REFERRING_META_KEYS = (
     'img_path',
@@ -48,3 +52,24 @@ class PackReferringInputs(PackSegInputs):
 
     def __init__(self, meta_keys=REFERRING_META_KEYS):
         super().__init__(meta_keys=meta_keys)
+
+    def transform(self, results: dict) -> dict:
+        packed = {}
+        img = results.get('img')
+        if img is not None:
+            if img.ndim == 2:
+                img = img[..., None]
+            # One copy to channels-first (numpy's transpose copy is the fastest here).
+            packed['inputs'] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        data_sample = SegDataSample()
+        gt = results.get('gt_seg_map')
+        if gt is not None:
+            if gt.ndim != 2:
+                raise ValueError(
+                    f'sample_id {results.get("sample_id")}: expected a 2-D '
+                    f'gt_seg_map, found shape {gt.shape}'
+                )
+            data_sample.gt_sem_seg = PixelData(data=torch.from_numpy(gt[None].astype(np.int64)))
+        data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})
+        packed['data_samples'] = data_sample
+        return packed
