@@ -9,8 +9,10 @@ differently: the official code concatenates the 2 x 2 neighbours as (even row, e
 (odd row, even col), (even row, odd col), (odd row, odd col), C channels each, while
 ``nn.Unfold`` gives channel-major order ``c * 4 + 2 * row + col``. The converter permutes the
 reduction weights and norm parameters accordingly, maps the final ``norm`` to the last stage's
-out norm (``norm3`` for four stages), and drops the classifier ``head`` and the ``attn_mask``
-buffers. Window-size and relative-position-table resizing stay with the Swin implementation.
+out norm (``norm3`` for four stages), and drops the classifier ``head`` and the buffers that
+the Swin implementation computes itself (``attn_mask``, ``relative_position_index``: the same
+index, recomputed for the configured window size). Resizing the relative-position tables to
+another window size stays with the Swin implementation.
 
 Usage::
 
@@ -63,7 +65,7 @@ def convert_swin(official: dict) -> OrderedDict:
     last_stage = max(stage_ids)
     converted = OrderedDict()
     for key, value in official.items():
-        if key.startswith('head.') or key.endswith('attn_mask'):
+        if key.startswith('head.') or key.endswith(('attn_mask', 'relative_position_index')):
             continue
         new_key = key
         if key.startswith('patch_embed.proj.'):

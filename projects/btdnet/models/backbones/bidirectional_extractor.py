@@ -19,7 +19,7 @@ def _checkpoint_keys(path: str) -> list[str] | None:
             ckpt = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
         except RuntimeError:  # legacy (non-zip) format cannot be memory-mapped
             ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:  # noqa: BLE001 - unreadable here: the Swin loader reports it
+    except Exception:  # unreadable here: the Swin loader reports it
         return None
     if not isinstance(ckpt, dict):
         return None
@@ -53,7 +53,9 @@ class BidirectionalFeatureExtractor(BaseModule):
     from its ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``, loaded by the Swin
     implementation (which also resizes relative position tables) when ``init_weights`` runs;
     the official Swin release must first be converted with ``tools/model_converters/
-    swin2btdnet.py``. A missing or unconverted file is an error at ``init_weights``.
+    swin2btdnet.py``. A missing or unconverted file is an error at ``init_weights``. For a
+    checkpoint of another window size prefer mmseg's Swin: mmpretrain 1.2.0 resizes the tables
+    with ``scipy.interpolate.interp2d``, which SciPy >= 1.14 no longer has.
 
     ``bsc`` is an ``nn.ModuleList`` with one entry per stage: a
     :class:`BidirectionalSpatialCorrelation`, or ``nn.Identity()`` where ``bsc_stages`` disables
