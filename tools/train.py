@@ -5,6 +5,7 @@
 
 Multi-GPU: ``tools/dist_train.sh CONFIG GPUS``; SLURM: ``tools/slurm_train.sh``.
 """
+
 import argparse
 import os
 
@@ -12,7 +13,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from btdnet.engine import enable_amp, load_config
+from btdnet.engine import enable_amp, init_cpu_distributed, load_config
 
 
 def parse_args():
@@ -20,15 +21,31 @@ def parse_args():
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='directory for logs and checkpoints')
     parser.add_argument(
-        '--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='CHECKPOINT',
         help='resume training: from CHECKPOINT, or without a value from the latest checkpoint '
-        'in the work dir (model, optimizer, scheduler, iteration and RNG state)')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: bf16 where the GPU supports it, else fp16')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_dataloader.batch_size=4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+        'in the work dir (model, optimizer, scheduler, iteration and RNG state)',
+    )
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision: bf16 where the GPU supports it, else fp16',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. train_dataloader.batch_size=4',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     # torchrun passes --local-rank (older launchers --local_rank)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -45,6 +62,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
 

@@ -14,3 +14,9 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
+custom_hooks = [
+    # RNG states in checkpoints: `--resume` continues the random stream instead of replaying it.
+    dict(type='RNGStateHook'),
+    # work_dir/training_curves.png: loss and validation oIoU against iteration.
+    dict(type='TrainingCurvesHook', metric='oIoU'),
+]

@@ -1,5 +1,13 @@
 from .optim_constructor import BTDNetOptimWrapperConstructor
-from .runtime import enable_amp, load_config
+from .rng_state_hook import RNGStateHook
+from .runtime import enable_amp, init_cpu_distributed, load_config
 from .training_curves_hook import TrainingCurvesHook
 
-__all__ = ['BTDNetOptimWrapperConstructor', 'TrainingCurvesHook', 'enable_amp', 'load_config']
+__all__ = [
+    'BTDNetOptimWrapperConstructor',
+    'RNGStateHook',
+    'TrainingCurvesHook',
+    'enable_amp',
+    'init_cpu_distributed',
+    'load_config',
+]

@@ -4,6 +4,7 @@ import logging
 import os.path as osp
 
 import torch
+import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
@@ -58,3 +59,22 @@ def enable_amp(cfg: Config) -> None:
     else:
         wrapper.dtype = 'float16'
         wrapper.loss_scale = 'dynamic'
+
+
+def init_cpu_distributed(cfg: Config) -> None:
+    """Let a torchrun launch (``--launcher pytorch``) run on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which fails without a GPU, and its
+    default DDP wrapper pins ``device_ids`` to the local rank. Where CUDA is absent this starts the
+    gloo process group from torchrun's environment before the Runner would, and wraps the model
+    in DDP without device ids. Elsewhere it does nothing.
+    """
+    if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
+        return
+    dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False),
+    )
+    cfg.model_wrapper_cfg = dict(wrapper, device_ids=None)
