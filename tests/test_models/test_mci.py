@@ -185,3 +185,36 @@ def test_mci_rejects_wrong_inputs():
         module([visual[0], visual[0][:, :, :4, :4], visual[2]], text, mask)
     with pytest.raises(ValueError, match='num_rounds'):
         MultiScaleContextIntegration(num_rounds=0)
+
+
+def test_fast_pytorch_path_equals_mmcv_function():
+    """ms_deform_attn_pytorch (our layout) == mmcv's multi_scale_deformable_attn_pytorch."""
+    torch.manual_seed(0)
+    value = torch.randn(2, NUM_TOKENS, 4, 8, dtype=torch.float64, requires_grad=True)
+    # Some locations fall outside [0, 1]: zero padding must match too.
+    locations = (torch.rand(2, 30, 4, 3, 2, 2, dtype=torch.float64) * 1.4 - 0.2).requires_grad_()
+    weights = torch.rand(2, 30, 4, 3, 2, dtype=torch.float64).softmax(-1).requires_grad_()
+    ours = mci.ms_deform_attn_pytorch(value, SHAPES, locations, weights)
+    theirs = mci.multi_scale_deformable_attn_pytorch(value, SHAPES, locations, weights)
+    assert ours.shape == (2, 30, 32)
+    torch.testing.assert_close(ours, theirs)
+    grad = torch.randn_like(ours)
+    ours_grads = torch.autograd.grad(ours, (value, locations, weights), grad)
+    theirs_grads = torch.autograd.grad(theirs, (value, locations, weights), grad)
+    for a, b in zip(ours_grads, theirs_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_ms_deform_attn_pytorch_impl_switch():
+    torch.manual_seed(0)
+    fast = MSDeformAttn(16, num_heads=4, num_levels=3, num_points=2).eval()
+    slow = MSDeformAttn(16, num_heads=4, num_levels=3, num_points=2, pytorch_impl='mmcv').eval()
+    for p in fast.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    slow.load_state_dict(fast.state_dict())
+    query = torch.randn(1, NUM_TOKENS, 16)
+    torch.testing.assert_close(
+        fast(query, _reference_points(1), SHAPES), slow(query, _reference_points(1), SHAPES)
+    )
+    with pytest.raises(ValueError, match='pytorch_impl'):
+        MSDeformAttn(16, num_heads=4, pytorch_impl='cuda')

@@ -214,3 +214,13 @@ def test_clear_errors():
         head(dict(_inputs(), text=torch.randn(2, 20, 7)))
     with pytest.raises(ValueError, match='4 stages'):
         _head(in_channels=(8, 16, 32))
+
+
+def test_folded_matching_equals_eq9_per_pixel():
+    """Applying I_proj's last conv to the prototypes gives Eq. 9's per-pixel inner products."""
+    head = _head().eval()
+    v_pred = torch.randn(2, 32, 16, 16)
+    prototypes = torch.randn(2, 2, 32)
+    pixels = head.image_proj(v_pred)  # I_proj(V_pred) computed in full
+    expected = torch.einsum('bchw,bkc->bkhw', pixels, prototypes) / 32**0.5
+    torch.testing.assert_close(head.match(v_pred, prototypes), expected)

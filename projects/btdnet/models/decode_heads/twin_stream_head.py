@@ -283,6 +283,29 @@ class TwinStreamHead(BaseDecodeHead):
         masked = self.masked_text_proj(inputs['masked_text'])
         return self.pool_masked_text(masked, inputs['masked_mask'], lengths) + delta
 
+    # ------------------------------------------------------------------ Eq. 9
+    def match(self, v_pred: Tensor, prototypes: Tensor) -> Tensor:
+        """O_k = <I_proj(V_pred), R_proj(L_k)> / sqrt(C) for k = bg, fg (Eq. 9).
+
+        I_proj is conv-norm-act followed by a 1x1 conv (W, b). That last conv is linear, so it is
+        applied to the two prototypes instead of to every pixel: <W x + b, r> = <x, W^T r> + <b, r>
+        (the same logits, without a C x C conv at H/4).
+
+        Args:
+            v_pred (Tensor): V_pred, (B, C, H/4, W/4).
+            prototypes (Tensor): R_proj([L_bg, L_fg]), (B, 2, C).
+
+        Returns:
+            Tensor: (B, 2, H/4, W/4), [O_bg, O_fg].
+        """
+        hidden = self.image_proj[0](v_pred)
+        last = self.image_proj[1]
+        weight = last.weight.flatten(1)  # (C_out, C_in)
+        folded = prototypes @ weight  # W^T r, (B, 2, C_in)
+        bias = prototypes @ last.bias  # <b, r>, (B, 2)
+        logits = torch.einsum('bchw,bkc->bkhw', hidden, folded) + bias[..., None, None]
+        return logits / self.channels**0.5
+
     # ------------------------------------------------------------------ forward
     def _check_inputs(self, inputs: dict) -> None:
         if not isinstance(inputs, dict):
@@ -326,9 +349,8 @@ class TwinStreamHead(BaseDecodeHead):
 
         l_fg = text_star[:, 0]  # [CLS] of L*
         l_bg = self.background_tokens(inputs).mean(1)
-        prototypes = self.text_proj(torch.stack((l_bg, l_fg), 1))  # (B, 2, C): bg, fg
-        pixels = self.image_proj(v_pred)  # (B, C, H/4, W/4)
-        seg_logits = torch.einsum('bchw,bkc->bkhw', pixels, prototypes) / self.channels**0.5
+        prototypes = self.text_proj(torch.stack((l_bg, l_fg), 1))  # R_proj, (B, 2, C): bg, fg
+        seg_logits = self.match(v_pred, prototypes)
         return dict(
             seg_logits=seg_logits,
             visual_star=visual_star,

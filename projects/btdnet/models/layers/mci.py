@@ -12,8 +12,9 @@ where V* and L* of one round are the V_con and L'_4 of the next. This file holds
 * :class:`CrossAttention`: multi-head attention through ``F.scaled_dot_product_attention`` with a
   key padding mask (text padding is never attended to);
 * :class:`MSDeformAttn`: mmcv's ``MultiScaleDeformableAttention`` whose forward picks mmcv's CUDA
-  kernel only where mmcv was compiled with CUDA ops, and mmcv's pure-PyTorch function otherwise
-  (CPU tensors, or CUDA tensors with a CPU-only mmcv build);
+  kernel only where mmcv was compiled with CUDA ops, and a pure-PyTorch path otherwise (CPU
+  tensors, or CUDA tensors with a CPU-only mmcv build): :func:`ms_deform_attn_pytorch` (mmcv's
+  ``multi_scale_deformable_attn_pytorch`` with a faster memory layout) or mmcv's own function;
 * :class:`MCILayer`: one round (Eq. 6-7);
 * :class:`MultiScaleContextIntegration`: Eq. 5 (the phi projections and the flattening) followed by
   T rounds; returns V* and L* for the Fg-Bg predictor and the rephrase head.
@@ -45,6 +46,7 @@ __all__ = [
     'MCILayer',
     'MultiScaleContextIntegration',
     'mmcv_has_cuda_ops',
+    'ms_deform_attn_pytorch',
     'select_ms_deform_attn_impl',
     'split_levels',
 ]
@@ -78,6 +80,50 @@ def select_ms_deform_attn_impl(device: torch.device) -> str:
     if torch.device(device).type == 'cuda' and mmcv_has_cuda_ops():
         return 'mmcv_cuda'
     return 'pytorch'
+
+
+def ms_deform_attn_pytorch(
+    value: Tensor,
+    spatial_shapes: Sequence[tuple[int, int]],
+    locations: Tensor,
+    weights: Tensor,
+) -> Tensor:
+    """Multi-scale deformable attention in plain PyTorch, any device.
+
+    Computes what mmcv's ``multi_scale_deformable_attn_pytorch`` computes, with another layout:
+    the sampling points go on the grid's height, so ``grid_sample`` returns (B * heads, d, P, Nq)
+    and the weighted sum over points is P fused multiply-adds over contiguous (d, Nq) slabs,
+    instead of mmcv's stack of all levels and a reduction over a trailing axis of size P (about
+    3x faster on CPU at 512 x 512; the tests check both agree).
+
+    Args:
+        value (Tensor): (B, S, heads, d), the levels' tokens concatenated, row-major each.
+        spatial_shapes (Sequence[tuple[int, int]]): (H_l, W_l) of each level.
+        locations (Tensor): (B, Nq, heads, L, P, 2), normalised (x, y) in [0, 1].
+        weights (Tensor): (B, Nq, heads, L, P), attention weights.
+
+    Returns:
+        Tensor: (B, Nq, heads * d).
+    """
+    batch, _, heads, dims = value.shape
+    _, num_q, _, levels, points, _ = locations.shape
+    # grid_sample's coordinates are in [-1, 1]; layout (B * heads, L, P, Nq, 2).
+    grids = (
+        (2 * locations - 1)
+        .permute(0, 2, 3, 4, 1, 5)
+        .reshape(batch * heads, levels, points, num_q, 2)
+    )
+    weights = weights.permute(0, 2, 3, 4, 1).reshape(batch * heads, levels, points, 1, num_q)
+    out = value.new_zeros(batch * heads, dims, num_q)
+    sizes = [h * w for h, w in spatial_shapes]
+    for level, ((h, w), tokens) in enumerate(zip(spatial_shapes, value.split(sizes, 1))):
+        level_map = tokens.permute(0, 2, 3, 1).reshape(batch * heads, dims, h, w)
+        sampled = F.grid_sample(
+            level_map, grids[:, level], mode='bilinear', padding_mode='zeros', align_corners=False
+        )  # (B * heads, d, P, Nq)
+        for point in range(points):
+            out.addcmul_(sampled[:, :, point], weights[:, level, point])
+    return out.view(batch, heads * dims, num_q).transpose(1, 2)
 
 
 class CrossAttention(nn.Module):
@@ -158,6 +204,8 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         num_points (int): Sampling points per head and level.
         dropout (float): Dropout on the output before the residual.
         im2col_step (int): Step of mmcv's CUDA kernel.
+        pytorch_impl (str): The pure-PyTorch path: ``'btdnet'`` (:func:`ms_deform_attn_pytorch`,
+            faster) or ``'mmcv'`` (mmcv's ``multi_scale_deformable_attn_pytorch``).
     """
 
     def __init__(
@@ -168,7 +216,12 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         num_points: int = 4,
         dropout: float = 0.0,
         im2col_step: int = 64,
+        pytorch_impl: str = 'btdnet',
     ) -> None:
+        if pytorch_impl not in ('btdnet', 'mmcv'):
+            raise ValueError(
+                f"MSDeformAttn: pytorch_impl must be 'btdnet' or 'mmcv', found {pytorch_impl!r}."
+            )
         super().__init__(
             embed_dims=embed_dims,
             num_heads=num_heads,
@@ -178,6 +231,7 @@ class MSDeformAttn(MultiScaleDeformableAttention):
             dropout=dropout,
             batch_first=True,
         )
+        self.pytorch_impl = pytorch_impl
 
     def forward(  # type: ignore[override]
         self,
@@ -232,9 +286,12 @@ class MSDeformAttn(MultiScaleDeformableAttention):
             )
         else:
             # grid_sample wants one dtype (AMP may hand us a half value and float offsets).
-            out = multi_scale_deformable_attn_pytorch(
-                value, shapes, locations.to(value.dtype), weights.to(value.dtype)
+            fallback = (
+                ms_deform_attn_pytorch
+                if self.pytorch_impl == 'btdnet'
+                else multi_scale_deformable_attn_pytorch
             )
+            out = fallback(value, shapes, locations.to(value.dtype), weights.to(value.dtype))
         return self.dropout(self.output_proj(out)) + identity
 
 

@@ -152,7 +152,7 @@ class BTDNet(EncoderDecoder):
         self, feats: dict, data_samples: SampleList
     ) -> tuple[dict, dict]:
         """TwinStream forward and Eq. 10-11; also returns the forward's outputs (V*, L*)."""
-        outputs = self.decode_head.forward(feats)
+        outputs = self.decode_head(feats)
         losses = self.decode_head.loss_by_feat(outputs, data_samples)
         return add_prefix(losses, 'decode'), outputs
 
@@ -213,4 +213,4 @@ class BTDNet(EncoderDecoder):
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
         """Tensor mode: the (B, 2, H/4, W/4) logits [O_bg, O_fg] without post-processing."""
         feats = self.extract_feat(inputs, data_samples)
-        return self.decode_head.forward(feats)['seg_logits']
+        return self.decode_head(feats)['seg_logits']
