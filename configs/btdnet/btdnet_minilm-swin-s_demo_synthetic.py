@@ -101,7 +101,8 @@ model = dict(
 max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    # fused: one kernel for all parameters (the unfused CPU step took a quarter of each iteration)
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01, fused=True),
     constructor='BTDNetOptimWrapperConstructor',
     paramwise_cfg=dict(encoder_lr_mult=0.1),
     clip_grad=dict(max_norm=1.0, norm_type=2),
