@@ -156,10 +156,14 @@ def run_batch(model, args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    model = init_model(
-        args.config, args.checkpoint, device=args.device, cfg_options=args.cfg_options
-    )
-    return run_batch(model, args) if args.csv else run_single(model, args)
+    try:
+        model = init_model(
+            args.config, args.checkpoint, device=args.device, cfg_options=args.cfg_options
+        )
+        return run_batch(model, args) if args.csv else run_single(model, args)
+    except (OSError, ValueError, TypeError) as err:  # bad input: say what, without a traceback
+        print(f'error: {type(err).__name__}: {err}', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

@@ -177,3 +177,21 @@ def test_infer_py_batch_csv_with_a_bad_row(tmp_path, tiny_checkpoint, test_split
         assert int(row['fg_pixels']) == int((mask > 0).sum())
         assert (tmp_path / 'res' / row['overlay']).is_file()
     assert rows[2]['sentence'] == 'the large roof, top right'
+
+
+def test_infer_py_bad_input_is_a_message_and_exit_status_1(tmp_path, tiny_checkpoint, capsys):
+    infer = load_tool('infer.py')
+    common = ['--config', TINY, '--checkpoint', str(tiny_checkpoint)]
+    assert infer.main([str(tmp_path / 'nope.png'), 'a car', *common]) == 1
+    assert 'error: FileNotFoundError' in capsys.readouterr().err
+    (tmp_path / 'notes.pth').write_text('not a checkpoint')
+    argv = [
+        str(tmp_path / 'nope.png'),
+        'a car',
+        '--config',
+        TINY,
+        '--checkpoint',
+        str(tmp_path / 'notes.pth'),
+    ]
+    assert infer.main(argv) == 1
+    assert 'notes.pth' in capsys.readouterr().err
