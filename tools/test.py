@@ -23,14 +23,12 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-import torch.distributed as dist
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from btdnet.apis import load_checkpoint_strict
-from btdnet.engine import load_config
+from btdnet.engine import init_cpu_distributed, load_config
 
 
 def parse_args():
@@ -91,13 +89,7 @@ def main():
     if args.dump:
         for evaluator in _evaluators(cfg):
             evaluator['dump_file'] = args.dump
-    if args.launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
-        # mmengine's init_dist calls torch.cuda.set_device, which fails without a GPU: start the
-        # gloo group here (torchrun's environment), so dist_test.sh also runs on CPU machines.
-        dist.init_process_group(backend='gloo')
-        # ... and DDP of a CPU module takes no device ids.
-        wrapper = cfg.get('model_wrapper_cfg') or dict(broadcast_buffers=False)
-        cfg.model_wrapper_cfg = dict(wrapper, device_ids=None)
+    init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     load_checkpoint_strict(runner.model, args.checkpoint, map_location='cpu')
     runner.test()

@@ -56,9 +56,10 @@ def test_checkpoint_with_foreign_global_is_refused(tmp_path):
 
 
 def test_non_checkpoint_and_missing_file_fail_clearly(tmp_path):
-    text = tmp_path / 'notes.pth'
-    text.write_text('not a checkpoint')
-    with pytest.raises(ValueError, match='not a .*PyTorch checkpoint'):
-        load_local_checkpoint(str(text))
+    for content in ('not a checkpoint', 'hello world', '{"a": 1}', ''):
+        text = tmp_path / 'notes.pth'
+        text.write_text(content)
+        with pytest.raises(ValueError, match='notes.pth.* is not a .*PyTorch checkpoint'):
+            load_local_checkpoint(str(text))
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         load_local_checkpoint(osp.join(tmp_path, 'missing.pth'))

@@ -15,6 +15,7 @@ rebuilt on import, so nothing is lost. Importing :mod:`btdnet` then allow-lists 
 such a checkpoint holds (:data:`SAFE_GLOBALS`) and routes mmengine's local-file loading through
 :func:`load_local_checkpoint`, which refuses anything else with an error naming the file.
 """
+
 import copyreg
 import os.path as osp
 import pickle
@@ -33,8 +34,20 @@ except ImportError:  # numpy 1.x
 # their concrete class (numpy.dtypes.Float64DType, ...): plain numeric ones only.
 _NUMERIC_DTYPE_CLASSES = tuple(
     type(np.dtype(name))
-    for name in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
-                 'uint64', 'float16', 'float32', 'float64')
+    for name in (
+        'bool',
+        'int8',
+        'int16',
+        'int32',
+        'int64',
+        'uint8',
+        'uint16',
+        'uint32',
+        'uint64',
+        'float16',
+        'float32',
+        'float64',
+    )
 )
 
 # The globals an mmengine Runner checkpoint needs beyond torch's own allow-list.
@@ -90,16 +103,26 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
     except pickle.UnpicklingError as err:
         unsafe = _unsafe_globals(filename)
         if unsafe or 'Unsupported global' in str(err) or 'unrecognized function' in str(err):
-            names = ', '.join(unsafe) or str(err).splitlines()[-1]
+            names = ', '.join(unsafe) or _last_line(err)
             raise UnsafeCheckpointError(
                 f'refusing to load checkpoint {filename!r}: it holds globals outside the '
                 f'allow-list of btdnet.utils.safe_checkpoint ({names}). Unpickling them could run '
                 'code from the file. If you trust it, add them with '
                 'torch.serialization.add_safe_globals before loading.'
             ) from None
-        raise ValueError(f'{filename!r} is not a PyTorch checkpoint: {err}') from None
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f'{filename!r} is not a readable PyTorch checkpoint: {err}') from None
+        raise ValueError(f'{filename!r} is not a PyTorch checkpoint: {_last_line(err)}') from None
+    except Exception as err:  # torch's legacy reader fails on other files with assorted errors
+        raise ValueError(
+            f'{filename!r} is not a readable PyTorch checkpoint '
+            f'({type(err).__name__}: {_last_line(err)})'
+        ) from None
+
+
+def _last_line(err: Exception) -> str:
+    """The informative part of torch's long unpickling messages."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = [line for line in lines if 'WeightsUnpickler error' in line]
+    return (detail or lines or [''])[-1]
 
 
 def register_safe_checkpointing() -> None:
