@@ -91,13 +91,15 @@ def _position_words(cx: float, cy: float, size: int) -> str:
     return 'in the middle'
 
 
-def make_scene(seed: int, index: int, size: int = 256):
+def make_scene(seed: int, index: int, size: int = 256, object_scale: float = 1.0):
     """Render scene ``index`` of a dataset seeded with ``seed``.
 
     Args:
         seed (int): Dataset seed.
         index (int): Scene number; the scene depends only on ``(seed, index)``.
         size (int): Image side in pixels.
+        object_scale (float): Multiplies every object's size (the CPU demo uses larger objects,
+            so that a model with a stride-4 output can draw their outlines). Default 1.0.
 
     Returns:
         tuple: ``image`` (np.uint8, (size, size, 3), BGR) and a list of objects, each a dict with
@@ -128,7 +130,7 @@ def make_scene(seed: int, index: int, size: int = 256):
     for colour in colours:
         category = CATEGORIES[rng.integers(len(CATEGORIES))]
         (lo, hi), (rlo, rhi) = SHAPES[category]
-        length = rng.uniform(lo, hi) * size
+        length = rng.uniform(lo, hi) * size * object_scale
         width = length * rng.uniform(rlo, rhi)
         radius = np.hypot(length, width) / 2
         for _ in range(50):  # rejection sampling: objects do not touch
@@ -154,9 +156,9 @@ def make_scene(seed: int, index: int, size: int = 256):
             img[inner.astype(bool)] = shade
         size_word = (
             'large '
-            if length > (lo + hi) / 2 * size * 1.05
+            if length > (lo + hi) / 2 * size * object_scale * 1.05
             else 'small '
-            if length < (lo + hi) / 2 * size * 0.95
+            if length < (lo + hi) / 2 * size * object_scale * 0.95
             else ''
         )
         where = _position_words(cx, cy, size)
@@ -187,6 +189,7 @@ def generate(
     formats=('rrsisd', 'refsegrs'),
     jpeg_quality: int = 95,
     verbose: bool = False,
+    object_scale: float = 1.0,
 ):
     """Write the dataset; returns the number of samples (sentences) per split.
 
@@ -198,6 +201,7 @@ def generate(
         formats (Sequence[str]): Any of 'rrsisd', 'refsegrs'.
         jpeg_quality (int): JPEG quality of the RRSIS-D images.
         verbose (bool): Print progress.
+        object_scale (float): Multiplies every object's size (see :func:`make_scene`).
     """
     unknown = set(formats) - {'rrsisd', 'refsegrs'}
     if unknown:
@@ -216,7 +220,7 @@ def generate(
     counts = dict.fromkeys(SPLITS, 0)
     start = time.perf_counter()
     for index in range(num_images):
-        img, objects = make_scene(seed, index, size)
+        img, objects = make_scene(seed, index, size, object_scale)
         split = _split_of(index, num_images)
         file_name = f'{index:05d}.jpg'
         if rrsisd:
@@ -286,7 +290,12 @@ def generate(
     with open(osp.join(out_dir, 'synthetic_meta.json'), 'w') as f:  # to re-render any scene
         json.dump(
             dict(
-                num_images=num_images, seed=seed, size=size, formats=list(formats), samples=counts
+                num_images=num_images,
+                seed=seed,
+                size=size,
+                object_scale=object_scale,
+                formats=list(formats),
+                samples=counts,
             ),
             f,
         )
@@ -300,6 +309,12 @@ def parse_args(argv=None):
     parser.add_argument('--num-images', type=int, default=300)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--size', type=int, default=256, help='image side in pixels')
+    parser.add_argument(
+        '--object-scale',
+        type=float,
+        default=1.0,
+        help='multiply object sizes (objects 9-24%% of the image side at 1.0)',
+    )
     return parser.parse_args(argv)
 
 
@@ -307,7 +322,15 @@ def main(argv=None):
     args = parse_args(argv)
     formats = ('rrsisd', 'refsegrs') if args.format == 'both' else (args.format,)
     start = time.perf_counter()
-    counts = generate(args.out_dir, args.num_images, args.seed, args.size, formats, verbose=True)
+    counts = generate(
+        args.out_dir,
+        args.num_images,
+        args.seed,
+        args.size,
+        formats,
+        verbose=True,
+        object_scale=args.object_scale,
+    )
     seconds = time.perf_counter() - start
     print(
         f'[make_synthetic_rrsis] wrote {args.num_images} images ({formats}) to {args.out_dir} '
