@@ -59,7 +59,7 @@ build_mmcv_from_source() {
     # torch >= 2.10's headers need C++20; mmcv 2.1.0 hard-codes -std=c++17 for cxx and nvcc.
     sed -i 's/-std=c++17/-std=c++20/g' "$tmp/mmcv-2.1.0/setup.py"
     (cd "$tmp/mmcv-2.1.0" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-        "$PY" -m pip --disable-pip-version-check -q install --no-build-isolation --no-cache-dir .)
+        pip_q install --no-build-isolation --no-cache-dir .)
     rm -rf "$tmp"
 }
 
