@@ -8,6 +8,11 @@ from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZER
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
+def _is_norm(module: nn.Module) -> bool:
+    """torch's normalisation layers, and custom ones named like them (``MaskedInstanceNorm1d``)."""
+    return isinstance(module, _NORM_TYPES) or 'Norm' in type(module).__name__
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class BTDNetOptimWrapperConstructor:
     """Split a model's parameters into (encoder | rest) x (decay | no decay) groups.
@@ -60,10 +65,7 @@ class BTDNetOptimWrapperConstructor:
         base_lr = self.optimizer_cfg['lr']
         base_wd = self.optimizer_cfg.get('weight_decay', 0.0)
         norm_params = {
-            id(p)
-            for m in model.modules()
-            if isinstance(m, _NORM_TYPES)
-            for p in m.parameters(recurse=False)
+            id(p) for m in model.modules() if _is_norm(m) for p in m.parameters(recurse=False)
         }
         groups = {}
         for name, param in model.named_parameters():  # shared parameters are yielded once
