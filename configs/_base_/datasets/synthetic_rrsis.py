@@ -3,50 +3,9 @@
 #   python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_rrsis --format rrsisd
 # The same scenes in the RefSegRS layout: add `--format both` and use refsegrs.py with
 # data_root='data/synthetic_rrsis/refsegrs'.
-# Normalisation lives in the model's SegDataPreProcessor (mean=[123.675, 116.28, 103.53],
-# std=[58.395, 57.12, 57.375], bgr_to_rgb=True, size=(512, 512)).
+_base_ = './referring_512x512.py'
 dataset_type = 'RRSISDDataset'
 data_root = 'data/synthetic_rrsis'
-crop_size = (512, 512)
-
-train_pipeline = [
-    dict(type='LoadRSImageFromFile'),
-    dict(type='LoadReferringMask'),
-    dict(type='Resize', scale=crop_size, keep_ratio=False),
-    dict(type='ExtractKeyPhraseSpans'),
-    dict(type='PackReferringInputs'),
-]
-# The mask is loaded after the resize, so the ground truth keeps the original size (as in mmseg).
-test_pipeline = [
-    dict(type='LoadRSImageFromFile'),
-    dict(type='Resize', scale=crop_size, keep_ratio=False),
-    dict(type='LoadReferringMask'),
-    dict(type='ExtractKeyPhraseSpans'),
-    dict(type='PackReferringInputs'),
-]
-
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
-)
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, split='val', pipeline=test_pipeline),
-)
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, split='test', pipeline=test_pipeline),
-)
-# Pr@0.5-0.9, oIoU, mIoU, per-category mIoU as LAVT/RMSIN compute them, at the original image size;
-# score_at='input' scores at the network input size instead, as those papers do.
-val_evaluator = dict(type='RRSISMetric')
-test_evaluator = dict(type='RRSISMetric')
+train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+test_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
