@@ -32,6 +32,12 @@ def parse_args():
     )
     parser.add_argument('--num-images', type=int, default=400, help='scenes to generate')
     parser.add_argument('--image-size', type=int, default=128, help='generated image side')
+    parser.add_argument(
+        '--object-scale',
+        type=float,
+        default=1.8,
+        help='generated object size (x the benchmark-like default)',
+    )
     parser.add_argument('--max-iters', type=int, help='override the config training length')
     return parser.parse_args()
 
@@ -65,7 +71,14 @@ def main():
     timings = {}
     start = time.time()
 
-    if (data_root / 'rrsisd' / 'instances.json').is_file():
+    wanted = dict(
+        num_images=args.num_images, seed=0, size=args.image_size, object_scale=args.object_scale
+    )
+    meta_file = data_root / 'synthetic_meta.json'
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if (data_root / 'rrsisd' / 'instances.json').is_file() and all(
+        meta.get(k) == v for k, v in wanted.items()
+    ):
         print(f'[demo] using the synthetic dataset in {data_root}')
     else:
         timings['generate_s'] = step(
@@ -80,6 +93,8 @@ def main():
                 str(args.num_images),
                 '--size',
                 str(args.image_size),
+                '--object-scale',
+                str(args.object_scale),
                 '--seed',
                 '0',
             ],

@@ -32,9 +32,6 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
-SENTENCE = 'the white storage tank at the bottom left of the image next to the road'
-KEY_SPANS = [[4, 22]]
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -54,17 +51,6 @@ def parse_args():
     parser.add_argument('--breakdown', action='store_true', help='time the parts of BTDNet')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings')
     return parser.parse_args()
-
-
-def randomise_encoders(model_cfg):
-    """No pretrained files: Swin without init_cfg, BERT from BertConfig() (bert-base-uncased)."""
-    backbone = model_cfg.backbone
-    backbone.vision.init_cfg = None
-    text = backbone.text_encoder
-    if text.get('pretrained') is not None:
-        text.pretrained = None
-        text.bert_config = dict()  # BertConfig's defaults are bert-base-uncased
-    return model_cfg
 
 
 # ---------------------------------------------------------------- measurement helpers
@@ -162,10 +148,11 @@ def main():
     from mmseg.structures import SegDataSample
 
     import btdnet  # noqa: F401  (registers the plugin, as custom_imports does)
+    from btdnet.utils.benchmark import KEY_SPANS, SENTENCE, without_pretrained_weights
 
-    model_cfg = copy.deepcopy(cfg.model)
-    if args.random_init:
-        randomise_encoders(model_cfg)
+    model_cfg = (
+        without_pretrained_weights(cfg.model) if args.random_init else copy.deepcopy(cfg.model)
+    )
     device = torch.device(args.device)
     shape = tuple(args.shape or model_cfg.data_preprocessor.get('size') or (512, 512))
 
