@@ -1,4 +1,5 @@
 """BTDNet plugin for MMSegmentation. Install the whole stack with `make install` (see README)."""
+
 from setuptools import find_packages, setup
 
 setup(

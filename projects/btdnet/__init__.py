@@ -4,6 +4,7 @@ Importing this package (``custom_imports=dict(imports=['btdnet'])`` in a config)
 datasets, transforms, models, metrics and hooks into mmseg's registries, and makes mmengine's
 checkpoints load under ``torch.load(weights_only=True)`` (see :mod:`btdnet.utils.safe_checkpoint`).
 """
+
 from .utils import register_safe_checkpointing
 
 register_safe_checkpointing()
