@@ -26,10 +26,10 @@ def test_pack():
     )
     out = PackReferringInputs()(results)
     assert out['inputs'].dtype == torch.uint8 and out['inputs'].shape == (3, 8, 6)
-    assert out['inputs'].is_contiguous()
     np.testing.assert_array_equal(out['inputs'].permute(1, 2, 0).numpy(), img)
+    assert np.shares_memory(out['inputs'].numpy(), img)  # a view: no copy in the workers
     seg = out['data_samples'].gt_sem_seg.data
-    assert seg.dtype == torch.int64 and seg.shape == (1, 5, 4)
+    assert seg.dtype == torch.uint8 and seg.shape == (1, 5, 4)
     np.testing.assert_array_equal(seg[0].numpy(), gt)
     meta = out['data_samples'].metainfo
     assert meta['text'] == 'the red ship' and meta['key_spans'] == [[8, 12]]
@@ -55,6 +55,8 @@ def test_same_as_mmseg_pack():
     ours = PackReferringInputs()(dict(results))
     theirs = PackSegInputs()(dict(results))
     assert torch.equal(ours['inputs'], theirs['inputs'])
-    assert torch.equal(ours['data_samples'].gt_sem_seg.data, theirs['data_samples'].gt_sem_seg.data)
+    assert torch.equal(
+        ours['data_samples'].gt_sem_seg.data.long(), theirs['data_samples'].gt_sem_seg.data
+    )
     with pytest.raises(ValueError, match='sample_id 3: expected a 2-D gt_seg_map'):
         PackReferringInputs()(dict(results, gt_seg_map=np.zeros((2, 2, 2)), sample_id='3'))

@@ -83,7 +83,8 @@ class FgBgCrossEntropyLoss(nn.Module):
 
         Args:
             seg_logits (Tensor): (B, 2, H, W), channel 0 = O_bg, channel 1 = O_fg.
-            seg_label (Tensor): (B, H, W) long with 0 (background), 1 (target), ``ignore_index``.
+            seg_label (Tensor): (B, H, W) integer (uint8 or long) with 0 (background), 1 (target),
+                ``ignore_index``.
             ignore_index (int): Label of pixels that count in neither term.
 
         Returns:
