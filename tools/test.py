@@ -83,12 +83,12 @@ def main():
         cfg.default_hooks.visualization = dict(
             type='ReferringVisualizationHook', draw=True, interval=1, out_dir=args.show_dir
         )
-    if args.out:
+    if args.out or args.dump:
         for evaluator in _evaluators(cfg):
-            evaluator['output_dir'] = args.out
-    if args.dump:
-        for evaluator in _evaluators(cfg):
-            evaluator['dump_file'] = args.dump
+            if args.out:
+                evaluator['output_dir'] = args.out
+            if args.dump:
+                evaluator['dump_file'] = args.dump
     init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     load_checkpoint_strict(runner.model, args.checkpoint, map_location='cpu')

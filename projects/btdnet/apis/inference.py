@@ -33,7 +33,6 @@ from mmseg.structures import SegDataSample
 from torch import nn
 
 from ..evaluation.rrsis_metric import existence_score
-from ..utils import UnsafeCheckpointError
 
 DEFAULT_DATASET_META = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 64, 32]])
 # Transforms that read ground truth: dropped at inference.
@@ -76,15 +75,9 @@ def load_checkpoint_strict(model: nn.Module, filename: str, map_location='cpu') 
         CheckpointMismatchError: Keys missing from the checkpoint, keys the model does not have,
             or tensors of other shapes; all three lists are in the message.
     """
-    try:
-        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
-    except (OSError, ValueError, UnsafeCheckpointError):  # their messages are clear already
-        raise
-    except Exception as err:  # the unpickler trips over arbitrary bytes in many ways
-        raise ValueError(
-            f'{filename!r} is not a PyTorch checkpoint (reading it failed with '
-            f'{type(err).__name__}: {err})'
-        ) from None
+    # Local files go through btdnet.utils.safe_checkpoint, which already turns unreadable files
+    # into a ValueError and foreign globals into an UnsafeCheckpointError, both naming the file.
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
     if not isinstance(checkpoint, dict):
         raise ValueError(
             f'{filename!r}: expected a checkpoint dict (with a state_dict), found a '
