@@ -117,7 +117,7 @@ class TestLoadReferringMask:
 @pytest.mark.parametrize('shape', [(1, 1), (1, 5), (5, 1), (7, 9), (801, 800)])
 @pytest.mark.parametrize('density', [0.0, 0.3, 1.0])
 def test_decode_rle_matches_pycocotools(shape, density):
-    from btdnet.datasets.transforms.loading import decode_rle
+    from btdnet.datasets.transforms.loading import decode_rle, rle_is_empty
 
     mask = (np.random.default_rng(shape[0]).random(shape) < density).astype(np.uint8)
     rle = mask_utils.encode(np.asfortranarray(mask))
@@ -125,3 +125,13 @@ def test_decode_rle_matches_pycocotools(shape, density):
         out = decode_rle(dict(size=rle['size'], counts=counts))
         assert out.shape == shape and out.flags.c_contiguous and out.dtype == np.uint8
         np.testing.assert_array_equal(out, mask_utils.decode(rle))
+        assert rle_is_empty(dict(size=rle['size'], counts=counts)) == (not mask.any())
+
+
+def test_one_pixel_mask_is_not_empty(log_messages):
+    mask = np.zeros((6, 5), np.uint8, order='F')
+    mask[5, 4] = 1  # the last pixel: the runs end with the foreground
+    rle = mask_utils.encode(mask)
+    out = LoadReferringMask()(dict(mask_rle=rle, ori_shape=(6, 5), sample_id='p1'))
+    assert out['gt_seg_map'].sum() == 1
+    assert not any('sample_id p1' in m for m in log_messages)

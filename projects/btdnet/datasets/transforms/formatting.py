@@ -73,6 +73,10 @@ class PackReferringInputs(PackSegInputs):
                     f'gt_seg_map, found shape {gt.shape}'
                 )
             data_sample.gt_sem_seg = PixelData(data=torch.from_numpy(gt[None]))
-        data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})
+        # set_field, not set_metainfo: set_metainfo deep-copies every value, and these are this
+        # sample's own (the cached key spans are tuples of ints, immutable).
+        for key in self.meta_keys:
+            if key in results:
+                data_sample.set_field(results[key], key, field_type='metainfo')
         packed['data_samples'] = data_sample
         return packed

@@ -33,6 +33,22 @@ def _rle_runs(height: int, width: int, counts: bytes) -> np.ndarray:
     return runs
 
 
+def _runs_of(rle: dict) -> tuple[int, int, np.ndarray]:
+    height, width = (int(v) for v in rle['size'])
+    counts = rle['counts']
+    return (
+        height,
+        width,
+        _rle_runs(height, width, counts.encode() if isinstance(counts, str) else counts),
+    )
+
+
+def rle_is_empty(rle: dict) -> bool:
+    """Whether a compressed COCO RLE has no foreground pixel (from the cached runs, no decode)."""
+    runs = _runs_of(rle)[2]
+    return not runs[1::2].any()
+
+
 def decode_rle(rle: dict) -> np.ndarray:
     """Decode a compressed COCO RLE to a row-major (H, W) uint8 0/1 mask (runs cached).
 
@@ -42,9 +58,7 @@ def decode_rle(rle: dict) -> np.ndarray:
     Returns:
         np.ndarray: (H, W) uint8, C-contiguous.
     """
-    height, width = (int(v) for v in rle['size'])
-    counts = rle['counts']
-    runs = _rle_runs(height, width, counts.encode() if isinstance(counts, str) else counts)
+    height, width, runs = _runs_of(rle)
     values = np.zeros(len(runs), np.uint8)
     values[1::2] = 1
     column_major = np.repeat(values, runs).reshape(width, height)
@@ -177,8 +191,11 @@ class LoadReferringMask(BaseTransform):
         sample_id = results.get('sample_id')
         if 'mask_rle' in results:
             mask = decode_rle(results['mask_rle'])
+            # From the cached runs: a pass over the full-size mask less per sample.
+            empty = rle_is_empty(results['mask_rle'])
         elif results.get('seg_map_path'):
             mask = self._decode_file(results['seg_map_path'], sample_id)
+            empty = None
         else:
             raise KeyError(
                 f'sample_id {sample_id}: expected a mask source (`mask_rle` or '
@@ -187,7 +204,10 @@ class LoadReferringMask(BaseTransform):
         height, width = results['ori_shape'][:2]
         if mask.shape != (height, width):
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
-        if not mask.any() and sample_id not in _EMPTY_MASKS_SEEN:
+            empty = None  # nearest resizing can drop a one-pixel object
+        if empty is None:
+            empty = not mask.any()
+        if empty and sample_id not in _EMPTY_MASKS_SEEN:
             _EMPTY_MASKS_SEEN.add(sample_id)
             source = results.get('seg_map_path') or 'its RLE'
             print_log(
