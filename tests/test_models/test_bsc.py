@@ -145,6 +145,33 @@ def test_bsc_float32_close_to_reference():
         torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
+def test_channels_last_input_as_the_extractor_passes_it():
+    """Swin's (B, HW, C) tokens viewed as (B, C, H, W): same result, V' channels-last too."""
+    bsc = _randomise(BidirectionalSpatialCorrelation(8, 12)).double()
+    visual, text, mask = _inputs()
+    tokens = visual.flatten(2).transpose(1, 2).contiguous()  # (B, HW, C), as Swin holds them
+    strided = tokens.transpose(1, 2).reshape(visual.shape)
+    assert strided.is_contiguous(memory_format=torch.channels_last)
+    v_out, t_out = bsc(strided, text, mask)
+    v_ref, t_ref = bsc(visual, text, mask)
+    torch.testing.assert_close(v_out, v_ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(t_out, t_ref, atol=1e-12, rtol=0)
+    # the next Swin stage reads V' as (B, HW, C) without a copy
+    assert v_out.flatten(2).transpose(1, 2).is_contiguous()
+
+
+def test_one_pixel_map_in_training():
+    """A 1 x 1 map (stage 4 of a 32 x 32 input): the normalised gate is 0, so V' = V (1 + bias).
+
+    (nn.InstanceNorm2d itself refuses one spatial element in training mode.)
+    """
+    bsc = _randomise(BidirectionalSpatialCorrelation(8, 12)).double().train()
+    visual, text, mask = _inputs(h=1, w=1)
+    v_out, _ = bsc(visual, text, mask)
+    expected = visual * (1 + bsc.gate_v_norm.bias.detach())[None, :, None, None]
+    torch.testing.assert_close(v_out, expected, atol=1e-6, rtol=0)
+
+
 def test_bsc_shapes_and_registry():
     bsc = MODELS.build(
         dict(type='BidirectionalSpatialCorrelation', visual_channels=16, text_channels=24)

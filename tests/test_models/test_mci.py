@@ -205,6 +205,47 @@ def test_fast_pytorch_path_equals_mmcv_function():
         torch.testing.assert_close(a, b)
 
 
+def test_gather_path_equals_mmcv_function():
+    """ms_deform_attn_gather (embedding_bag) == mmcv's function, points far outside included."""
+    torch.manual_seed(0)
+    value = torch.randn(2, NUM_TOKENS, 4, 8, dtype=torch.float64, requires_grad=True)
+    locations = torch.rand(2, 30, 4, 3, 2, 2, dtype=torch.float64) * 3 - 1
+    # Points on the map's edges and exactly one pixel beyond them (the clamped extremes).
+    locations[0, 0, 0, :, 0] = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    locations[0, 0, 0, :, 1] = torch.tensor([-1 / 16, 1 + 1 / 16], dtype=torch.float64)
+    locations.requires_grad_()
+    weights = torch.rand(2, 30, 4, 3, 2, dtype=torch.float64).softmax(-1).requires_grad_()
+    ours = mci.ms_deform_attn_gather(value, SHAPES, locations, weights)
+    theirs = mci.multi_scale_deformable_attn_pytorch(value, SHAPES, locations, weights)
+    assert ours.shape == (2, 30, 32)
+    torch.testing.assert_close(ours, theirs)
+    grad = torch.randn_like(ours)
+    ours_grads = torch.autograd.grad(ours, (value, locations, weights), grad)
+    theirs_grads = torch.autograd.grad(theirs, (value, locations, weights), grad)
+    for a, b in zip(ours_grads, theirs_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_gather_path_runs_without_gradients_only(monkeypatch):
+    torch.manual_seed(0)
+    attn = MSDeformAttn(16, num_heads=4, num_levels=3, num_points=2).eval()
+    used = []
+    for name in ('ms_deform_attn_gather', 'ms_deform_attn_pytorch'):
+        original = getattr(mci, name)
+
+        def spy(*args, _original=original, _name=name):
+            used.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(mci, name, spy)
+    query = torch.randn(1, NUM_TOKENS, 16)
+    with torch.no_grad():
+        inference = attn(query, _reference_points(1), SHAPES)
+    training = attn(query, _reference_points(1), SHAPES)
+    assert used == ['ms_deform_attn_gather', 'ms_deform_attn_pytorch']
+    torch.testing.assert_close(inference, training.detach())
+
+
 def test_ms_deform_attn_pytorch_impl_switch():
     torch.manual_seed(0)
     fast = MSDeformAttn(16, num_heads=4, num_levels=3, num_points=2).eval()

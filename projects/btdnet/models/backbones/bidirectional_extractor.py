@@ -206,25 +206,32 @@ class BidirectionalFeatureExtractor(BaseModule):
         texts, spans = self._samples_text(data_samples)
         tokens = self.text_encoder.tokenize(texts, spans, device=inputs.device)
         text_mask = tokens['attention_mask']
+        num = inputs.shape[0]
 
         x, hw_shape = self._patch_embed(inputs)
-        text = self.text_encoder.embed(tokens['input_ids'])
+        # E (rows :num) and E_m (rows num:) go through each BERT stage as one batch: at 20
+        # tokens a BERT layer costs about the reading of its weights, so two sentences cost
+        # little more than one. Only E's rows pass through the BSCs.
+        both_mask = torch.cat([text_mask, tokens['masked_attention_mask']])
+        both = self.text_encoder.embed(torch.cat([tokens['input_ids'], tokens['masked_input_ids']]))
         outs = []
         for i, stage in enumerate(self.vision.stages):
             for block in stage.blocks:
                 x = block(x, hw_shape)
-            text = self.text_encoder.forward_stage(i, text, text_mask)
+            both = self.text_encoder.forward_stage(i, both, both_mask)
             b, _, c = x.shape
             if not isinstance(self.bsc[i], nn.Identity):
                 visual = x.transpose(1, 2).reshape(b, c, *hw_shape)
-                visual, text = self.bsc[i](visual, text, text_mask)
-                x = visual.flatten(2).transpose(1, 2)
+                visual, text = self.bsc[i](visual, both[:num], text_mask)
+                both = torch.cat([text, both[num:]])
+                # Back to Swin's contiguous (B, HW, C): a strided view slows every next block.
+                x = visual.flatten(2).transpose(1, 2).contiguous()
             out = getattr(self.vision, f'norm{i}')(x)
             outs.append(out.transpose(1, 2).reshape(b, c, *hw_shape).contiguous())
             if stage.downsample is not None:
                 x, hw_shape = stage.downsample(x, hw_shape)
 
-        masked_text = self.text_encoder(tokens['masked_input_ids'], tokens['masked_attention_mask'])
+        text, masked_text = both[:num], both[num:]
         return dict(
             visual=outs,
             text=text,

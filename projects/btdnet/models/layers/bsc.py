@@ -163,7 +163,8 @@ class BidirectionalSpatialCorrelation(BaseModule):
             text (Tensor): (B, N, D).
 
         Returns:
-            Tensor: (B, N, H, W) affinity of every pixel with every token.
+            Tensor: (B, N, H, W) affinity of every pixel with every token (channels-last in
+            memory when ``visual`` is, as the extractor passes it).
         """
         b, c, h, w = visual.shape
         n = text.shape[1]
@@ -173,17 +174,46 @@ class BidirectionalSpatialCorrelation(BaseModule):
             f = proj(text).view(b, n, c, k, k) * (alpha / math.sqrt(k * k * c))
             pad = (kmax - k) // 2
             filters = filters + F.pad(f, (pad, pad, pad, pad))
-        # groups=B: sample b is convolved with its own N filters only
-        out = F.conv2d(
-            visual.reshape(1, b * c, h, w),
-            filters.reshape(b * n, c, kmax, kmax),
-            padding=kmax // 2,
-            groups=b,
+        # groups=B: sample b is convolved with its own N filters only. Filters in the memory
+        # format of the input, else the convolution first converts the whole feature map.
+        visual = visual.reshape(1, b * c, h, w)
+        layout = (
+            torch.channels_last
+            if visual.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
         )
+        filters = filters.reshape(b * n, c, kmax, kmax).contiguous(memory_format=layout)
+        out = F.conv2d(visual, filters, padding=kmax // 2, groups=b)
         return out.view(b, n, h, w)
+
+    def l2v_keys_of(self, tokens: Tensor) -> Tensor:
+        """Projected token windows summed over k with weights beta_k (Eq. 2-3), as one conv1d.
+
+        Each ``conv1d`` with kernel k and 'same' padding is zero-padded to the largest kernel in
+        the frame of its own window (``[t - (k - 1) // 2, t + k // 2]``), so the weighted sum of
+        all k costs one convolution.
+
+        Args:
+            tokens (Tensor): (B, D, N), padding tokens zeroed.
+
+        Returns:
+            Tensor: (B, C, N) keys.
+        """
+        kmax = max(self.l2v_kernels)
+        kmax_left = (kmax - 1) // 2
+        weight, bias = 0, 0
+        for k, beta, conv in zip(self.l2v_kernels, self.l2v_beta, self.l2v_keys):
+            left = kmax_left - (k - 1) // 2
+            weight = weight + beta * F.pad(conv.weight, (left, kmax - k - left))
+            bias = bias + beta * conv.bias
+        return F.conv1d(F.pad(tokens, (kmax_left, kmax - 1 - kmax_left)), weight, bias)
 
     def forward(self, visual: Tensor, text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Correlate one stage's visual and text features both ways (Eq. 2-4).
+
+        The work is done on pixel tokens (B, HW, C), which is a view of ``visual`` when it is
+        channels-last in memory (as the extractor passes Swin's tokens) and of the returned V'_i
+        always: the Swin stage after it reads V'_i without a copy.
 
         Args:
             visual (Tensor): (B, C, H, W) V_i.
@@ -191,31 +221,44 @@ class BidirectionalSpatialCorrelation(BaseModule):
             text_mask (Tensor): (B, N), 1 / True for real tokens, 0 for padding.
 
         Returns:
-            tuple[Tensor, Tensor]: V'_i (B, C, H, W) and L'_i (B, N, D); with ``one_way`` the
-            second is ``text`` itself.
+            tuple[Tensor, Tensor]: V'_i (B, C, H, W), channels-last in memory, and L'_i
+            (B, N, D); with ``one_way`` the second is ``text`` itself.
         """
         self._check_inputs(visual, text, text_mask)
         mask = text_mask.bool()
         b, c, h, w = visual.shape
+        n = text.shape[1]
+        pixels = visual.permute(0, 2, 3, 1).reshape(b, h * w, c)  # V_i as (B, HW, C)
 
         # vision -> language (Eq. 2-4, first lines)
-        logits = self.v2l_affinity(visual, text)
-        logits = logits.masked_fill(~mask[:, :, None, None], float('-inf'))
-        weights = logits.softmax(dim=1)  # over tokens
-        gathered = torch.einsum('bnhw,bnc->bchw', weights, self.gate_v_conv(text))
-        visual_out = self.gate_v_norm(gathered) * visual + visual
+        logits = self.v2l_affinity(visual, text).permute(0, 2, 3, 1).reshape(b, h * w, n)
+        logits = logits.masked_fill(~mask[:, None, :], float('-inf'))
+        weights = logits.softmax(dim=-1)  # (B, HW, N), rows sum to 1
+        values = self.gate_v_conv(text)  # (B, N, C)
+        # Gate_v = IN(weights @ values), the InstanceNorm (nn.InstanceNorm2d's statistics: per
+        # channel over the pixels, biased variance) without building weights @ values first:
+        # its mean over pixels is mean(weights) @ values and its variance values^T Cov values,
+        # Cov the (N, N) covariance of the weight rows over the pixels. Then, as the rows sum
+        # to 1, IN(g) * V + V = V * (weights @ (values * scale + shift + 1)): one (HW, N) x
+        # (N, C) product and one product with V, instead of passes over (HW, C) for the
+        # statistics, the normalisation and the residual.
+        norm = self.gate_v_norm
+        mean_w = weights.mean(dim=1, keepdim=True)  # (B, 1, N)
+        centred = weights - mean_w
+        cov = centred.transpose(1, 2) @ centred / (h * w)  # (B, N, N)
+        mean = mean_w @ values  # (B, 1, C)
+        var = ((cov @ values) * values).sum(dim=1, keepdim=True)  # (B, 1, C)
+        scale = torch.rsqrt(var + norm.eps) * norm.weight
+        gate_plus_one = weights @ (values * scale + (norm.bias - mean * scale + 1))
+        visual_out = (pixels * gate_plus_one).view(b, h, w, c).permute(0, 3, 1, 2)
         if self.one_way:
             return visual_out, text
 
         # language -> vision (Eq. 2-4, second lines)
         tokens = (text * mask.unsqueeze(-1).to(text.dtype)).transpose(1, 2)  # (B, D, N)
-        keys = 0
-        for k, beta, conv in zip(self.l2v_kernels, self.l2v_beta, self.l2v_keys):
-            left = (k - 1) // 2
-            keys = keys + beta * conv(F.pad(tokens, (left, k - 1 - left)))
-        flat = visual.flatten(2)  # (B, C, HW)
-        logits = torch.einsum('bcn,bcp->bnp', keys, flat) / math.sqrt(c)
-        gathered = torch.einsum('bnp,bcp->bcn', logits.softmax(dim=-1), flat)
-        gate = self.gate_l_norm(self.gate_l_conv(gathered).transpose(1, 2), mask)
+        keys = self.l2v_keys_of(tokens)  # (B, C, N)
+        logits = keys.transpose(1, 2) @ pixels.transpose(1, 2) / math.sqrt(c)  # (B, N, HW)
+        gathered = logits.softmax(dim=-1) @ pixels  # (B, N, C)
+        gate = self.gate_l_norm(self.gate_l_conv(gathered.transpose(1, 2)).transpose(1, 2), mask)
         text_out = torch.where(mask.unsqueeze(-1), gate * text + text, text)
         return visual_out, text_out
