@@ -20,6 +20,12 @@ Measurement:
   live tensor memory during the forward from ``torch.profiler``'s memory events (op granularity).
   Weights are not included in either.
 * ``--breakdown`` adds the time spent in each part of BTDNet (forward hooks).
+* ``--flush-denormal``: Swin's shifted-window mask (-100 on the logits) leaves softmax weights
+  of about e^-100, below float32's normal range, and x86 CPUs compute on such denormal numbers
+  many times slower; how many appear depends on the weights and inputs (with random weights
+  one last-stage matrix product of Swin-B took 15 ms or 270 ms by the init alone). With the
+  flag they are flushed to zero, which leaves the outputs unchanged to float32 precision and
+  times the arithmetic alone.
 """
 
 import argparse
@@ -48,6 +54,11 @@ def parse_args():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count (JIT trace)')
+    parser.add_argument(
+        '--flush-denormal',
+        action='store_true',
+        help='CPU: treat denormal floats as zero (torch.set_flush_denormal), see the docstring',
+    )
     parser.add_argument('--breakdown', action='store_true', help='time the parts of BTDNet')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings')
     return parser.parse_args()
@@ -138,6 +149,8 @@ def fmt_mem(n):
 # ---------------------------------------------------------------- main
 def main():
     args = parse_args()
+    if args.flush_denormal:  # before the first parallel op: the worker threads inherit it
+        torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)

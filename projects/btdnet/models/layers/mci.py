@@ -326,7 +326,12 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         value = self.value_proj(value).view(batch, num_v, heads, -1)
         offsets = self.sampling_offsets(query).view(batch, num_q, heads, levels, points, 2)
         weights = self.attention_weights(query).view(batch, num_q, heads, levels * points)
-        weights = weights.softmax(-1).view(batch, num_q, heads, levels, points)
+        # softmax over the L * P (12) weights written out: torch's softmax kernel vectorises
+        # along the softmax dimension and is ~5x slower on CPU for one this short.
+        weights = (weights - weights.amax(-1, keepdim=True)).exp()
+        weights = (weights / weights.sum(-1, keepdim=True)).view(
+            batch, num_q, heads, levels, points
+        )
         # Offsets are in pixels of each level; (W_l, H_l) turns them into normalised units.
         normaliser = offsets.new_tensor([[w, h] for h, w in shapes])
         locations = (
@@ -540,8 +545,12 @@ class MultiScaleContextIntegration(BaseModule):
 
 
 def split_levels(tokens: Tensor, spatial_shapes: list[tuple[int, int]]) -> list[Tensor]:
-    """Splits (B, S, C) tokens back into maps (B, C, H_i, W_i), one per level."""
+    """Splits (B, S, C) tokens back into contiguous maps (B, C, H_i, W_i), one per level.
+
+    Contiguous, not channels-last views of the tokens: a strided map makes the upsampling and
+    the sums after it run channels-last and convert back (about 3x slower on CPU).
+    """
     maps = []
     for part, (h, w) in zip(tokens.split([h * w for h, w in spatial_shapes], 1), spatial_shapes):
-        maps.append(part.transpose(1, 2).reshape(part.shape[0], part.shape[2], h, w))
+        maps.append(part.transpose(1, 2).reshape(part.shape[0], part.shape[2], h, w).contiguous())
     return maps
