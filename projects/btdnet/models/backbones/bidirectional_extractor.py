@@ -44,7 +44,7 @@ class BidirectionalFeatureExtractor(BaseModule):
     the fused V'_i (not normalised) to stage i + 1, and the decoder reads ``norm_i(V'_i)``. A
     stage without BSC passes V_i and L_i unchanged; with ``one_way`` L_i passes unchanged and only
     V_i is updated. Besides, the masked sentence E_m runs through the whole BERT without BSC to
-    give L_m.
+    give L_m (batched with E through each BERT stage; only E's rows go through the BSCs).
 
     ``vision`` is a Swin built from its own config, either mmpretrain's
     (``type='mmpretrain.SwinTransformer'``) or mmseg's (``type='SwinTransformer'``); its out

@@ -64,7 +64,9 @@ class BidirectionalSpatialCorrelation(BaseModule):
     map is never built. Softmax over the real tokens, then each pixel gathers the tokens
     (Eq. 4): ``V' = IN(Conv1x1(W_v2l L)) * V + V``. The 1x1 convolution (D -> C) is applied to
     the tokens before gathering; the softmax weights sum to one, so this equals applying it
-    after.
+    after. ``gate_v_norm`` (an ``nn.InstanceNorm2d``) holds the InstanceNorm's affine weights;
+    its statistics are computed from the softmax weights (see :meth:`forward`), so on a
+    one-pixel map the normalised gate is 0 instead of an error in training.
 
     Language to vision (updates L, Eq. 2-4 with k in ``l2v_kernels``): a window of k tokens,
     ``Unfold(L, k)``, is projected to C by a ``conv1d`` (D -> C, kernel k, zero 'same' padding;
