@@ -172,6 +172,38 @@ def test_one_pixel_map_in_training():
     torch.testing.assert_close(v_out, expected, atol=1e-6, rtol=0)
 
 
+def test_bf16_autocast_keeps_the_norm_statistics_in_float32():
+    """The gate's variance, a sum of cancelling terms, stays >= 0 and finite under autocast.
+
+    Identical tokens make every pixel's gathered text the same: the true variance is 0 and the
+    normalised gate 0, so V' = V (1 + bias) in float32. (In bfloat16 any InstanceNorm of a
+    constant map normalises rounding noise; only finiteness is asked there.)
+    """
+    bsc = _randomise(BidirectionalSpatialCorrelation(8, 12)).eval()
+    visual, text, mask = _inputs(dtype=torch.float32)
+    text = text[:, :1].expand_as(text).contiguous()  # all tokens alike
+    expected = visual * (1 + bsc.gate_v_norm.bias.detach())[None, :, None, None]
+    torch.testing.assert_close(bsc(visual, text, mask)[0], expected, atol=1e-3, rtol=0)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        v_out, t_out = bsc(visual, text, mask)
+    assert torch.isfinite(v_out).all() and torch.isfinite(t_out).all()
+    # Nearly alike tokens (small true variance): float32 statistics keep bfloat16 within ~0.6
+    # of float32; computed in bfloat16 they were off by 4-7.
+    for spread in (1e-2, 1e-1):
+        visual, text, mask = _inputs(dtype=torch.float32, h=32, w=32)
+        text = text[:, :1] + spread * text
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            v_bf16, _ = bsc(visual, text, mask)
+        assert (v_bf16.float() - bsc(visual, text, mask)[0]).abs().max() < 1.5
+    # with distinct tokens it stays close to float32
+    visual, text, mask = _inputs(dtype=torch.float32)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        v_bf16, t_bf16 = bsc(visual, text, mask)
+    v_ref, t_ref = bsc(visual, text, mask)
+    torch.testing.assert_close(v_bf16.float(), v_ref, atol=0.1, rtol=0.05)
+    torch.testing.assert_close(t_bf16.float(), t_ref, atol=0.1, rtol=0.05)
+
+
 def test_bsc_shapes_and_registry():
     bsc = MODELS.build(
         dict(type='BidirectionalSpatialCorrelation', visual_channels=16, text_channels=24)

@@ -244,14 +244,20 @@ class BidirectionalSpatialCorrelation(BaseModule):
         # to 1, IN(g) * V + V = V * (weights @ (values * scale + shift + 1)): one (HW, N) x
         # (N, C) product and one product with V, instead of passes over (HW, C) for the
         # statistics, the normalisation and the residual.
+        # The statistics in float32 even under autocast: Cov's rows sum to 0, so the variance
+        # is a sum of cancelling terms that half precision could even turn negative.
         norm = self.gate_v_norm
-        mean_w = weights.mean(dim=1, keepdim=True)  # (B, 1, N)
-        centred = weights - mean_w
-        cov = centred.transpose(1, 2) @ centred / (h * w)  # (B, N, N)
-        mean = mean_w @ values  # (B, 1, C)
-        var = ((cov @ values) * values).sum(dim=1, keepdim=True)  # (B, 1, C)
-        scale = torch.rsqrt(var + norm.eps) * norm.weight
-        gate_plus_one = weights @ (values * scale + (norm.bias - mean * scale + 1))
+        stats_dtype = torch.promote_types(weights.dtype, torch.float32)
+        with torch.autocast(weights.device.type, enabled=False):
+            weights_s, values_s = weights.to(stats_dtype), values.to(stats_dtype)
+            mean_w = weights_s.mean(dim=1, keepdim=True)  # (B, 1, N)
+            centred = weights_s - mean_w
+            cov = centred.transpose(1, 2) @ centred / (h * w)  # (B, N, N)
+            mean = mean_w @ values_s  # (B, 1, C)
+            var = ((cov @ values_s) * values_s).sum(dim=1, keepdim=True).clamp(min=0)
+            scale = torch.rsqrt(var + norm.eps) * norm.weight.to(stats_dtype)
+            folded = values_s * scale + (norm.bias.to(stats_dtype) - mean * scale + 1)
+        gate_plus_one = weights @ folded.to(weights.dtype)  # (B, HW, C)
         visual_out = (pixels * gate_plus_one).view(b, h, w, c).permute(0, 3, 1, 2)
         if self.one_way:
             return visual_out, text

@@ -326,6 +326,7 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         value = self.value_proj(value).view(batch, num_v, heads, -1)
         offsets = self.sampling_offsets(query).view(batch, num_q, heads, levels, points, 2)
         weights = self.attention_weights(query).view(batch, num_q, heads, levels * points)
+        weights = weights.to(torch.promote_types(weights.dtype, torch.float32))  # as autocast would
         # softmax over the L * P (12) weights written out: torch's softmax kernel vectorises
         # along the softmax dimension and is ~5x slower on CPU for one this short.
         weights = (weights - weights.amax(-1, keepdim=True)).exp()
