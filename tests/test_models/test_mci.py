@@ -246,9 +246,12 @@ def test_gather_path_runs_without_gradients_only(monkeypatch):
     torch.testing.assert_close(inference, training.detach())
 
 
-@pytest.mark.parametrize('grad', [False, True])
-def test_ms_deform_attn_under_bf16_autocast(grad):
-    """Both pure-PyTorch paths (gather without gradients, grid_sample with) run under autocast."""
+@pytest.mark.parametrize('grad, atol', [(False, 0.012), (True, 0.05)])
+def test_ms_deform_attn_under_bf16_autocast(grad, atol):
+    """Both pure-PyTorch paths (gather without gradients, grid_sample with) run under autocast.
+
+    The gather keeps the sampling coordinates in float32 (0.019 off with bfloat16 ones here).
+    """
     torch.manual_seed(0)
     attn = MSDeformAttn(16, num_heads=4, num_levels=3, num_points=2).eval()
     for p in attn.parameters():
@@ -258,7 +261,7 @@ def test_ms_deform_attn_under_bf16_autocast(grad):
     with torch.set_grad_enabled(grad), torch.autocast('cpu', dtype=torch.bfloat16):
         out = attn(query, _reference_points(1), SHAPES)
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out.float().detach(), reference, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(out.float().detach(), reference, atol=atol, rtol=0)
 
 
 def test_ms_deform_attn_pytorch_impl_switch():

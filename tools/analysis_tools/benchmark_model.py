@@ -281,7 +281,7 @@ def register_breakdown(model, parts, active):
         'backbone: Swin blocks + merging': [backbone.vision.patch_embed]
         + [b for s in backbone.vision.stages for b in s.blocks]
         + [s.downsample for s in backbone.vision.stages if s.downsample is not None],
-        'backbone: BERT (E stages + E_m pass)': [backbone.text_encoder.bert.embeddings]
+        'backbone: BERT (E and E_m stages, batched)': [backbone.text_encoder.bert.embeddings]
         + list(backbone.text_encoder.bert.encoder.layer),
         'backbone: BSC': [m for m in backbone.bsc if not isinstance(m, torch.nn.Identity)],
         'head: MCI (all rounds)': [head.mci],

@@ -74,7 +74,8 @@ class PackReferringInputs(PackSegInputs):
                 )
             data_sample.gt_sem_seg = PixelData(data=torch.from_numpy(gt[None]))
         # set_field, not set_metainfo: set_metainfo deep-copies every value, and these are this
-        # sample's own (the cached key spans are tuples of ints, immutable).
+        # sample's own (mmengine's get_data_info hands each sample a fresh copy of its info, and
+        # ExtractKeyPhraseSpans builds new span lists per sample).
         for key in self.meta_keys:
             if key in results:
                 data_sample.set_field(results[key], key, field_type='metainfo')

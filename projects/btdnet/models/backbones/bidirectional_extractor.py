@@ -224,7 +224,8 @@ class BidirectionalFeatureExtractor(BaseModule):
                 visual = x.transpose(1, 2).reshape(b, c, *hw_shape)
                 visual, text = self.bsc[i](visual, both[:num], text_mask)
                 both = torch.cat([text, both[num:]])
-                # Back to Swin's contiguous (B, HW, C): a strided view slows every next block.
+                # Back to Swin's (B, HW, C). BSC returns V' channels-last, so this is a view;
+                # .contiguous() only guards against a strided view slowing every next block.
                 x = visual.flatten(2).transpose(1, 2).contiguous()
             out = getattr(self.vision, f'norm{i}')(x)
             outs.append(out.transpose(1, 2).reshape(b, c, *hw_shape).contiguous())

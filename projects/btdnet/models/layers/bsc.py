@@ -177,7 +177,9 @@ class BidirectionalSpatialCorrelation(BaseModule):
             pad = (kmax - k) // 2
             filters = filters + F.pad(f, (pad, pad, pad, pad))
         # groups=B: sample b is convolved with its own N filters only. Filters in the memory
-        # format of the input, else the convolution first converts the whole feature map.
+        # format of the input, else the convolution first converts the whole feature map. (A
+        # channels-last input stays so only at B = 1, inference; for B > 1 the reshape into
+        # one B*C-channel map copies it to the contiguous layout.)
         visual = visual.reshape(1, b * c, h, w)
         layout = (
             torch.channels_last
@@ -244,8 +246,10 @@ class BidirectionalSpatialCorrelation(BaseModule):
         # to 1, IN(g) * V + V = V * (weights @ (values * scale + shift + 1)): one (HW, N) x
         # (N, C) product and one product with V, instead of passes over (HW, C) for the
         # statistics, the normalisation and the residual.
-        # The statistics in float32 even under autocast: Cov's rows sum to 0, so the variance
-        # is a sum of cancelling terms that half precision could even turn negative.
+        # In float32 even under autocast: Cov's rows sum to 0, so the variance is a sum of
+        # cancelling terms that half precision could even turn negative, and the folded
+        # values * scale terms (up to |values| / sqrt(eps)) cancel in the product, which could
+        # overflow float16.
         norm = self.gate_v_norm
         stats_dtype = torch.promote_types(weights.dtype, torch.float32)
         with torch.autocast(weights.device.type, enabled=False):
@@ -257,7 +261,7 @@ class BidirectionalSpatialCorrelation(BaseModule):
             var = ((cov @ values_s) * values_s).sum(dim=1, keepdim=True).clamp(min=0)
             scale = torch.rsqrt(var + norm.eps) * norm.weight.to(stats_dtype)
             folded = values_s * scale + (norm.bias.to(stats_dtype) - mean * scale + 1)
-        gate_plus_one = weights @ folded.to(weights.dtype)  # (B, HW, C)
+            gate_plus_one = (weights_s @ folded).to(pixels.dtype)  # (B, HW, C)
         visual_out = (pixels * gate_plus_one).view(b, h, w, c).permute(0, 3, 1, 2)
         if self.one_way:
             return visual_out, text

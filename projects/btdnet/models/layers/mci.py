@@ -135,7 +135,7 @@ def ms_deform_attn_gather(
     locations: Tensor,
     weights: Tensor,
 ) -> Tensor:
-    """Multi-scale deformable attention as one weighted gather per level (inference on CPU).
+    """Multi-scale deformable attention as weighted gathers (the pure-PyTorch path, no_grad).
 
     The same function as :func:`ms_deform_attn_pytorch`, computed without ``grid_sample``: each
     level's value map gets a zero border (one pixel before, two after, on both axes), every
@@ -146,7 +146,9 @@ def ms_deform_attn_gather(
     :func:`ms_deform_attn_pytorch` at 512 x 512 on CPU, but its backward is slower (that of
     ``embedding_bag``), so :class:`MSDeformAttn` uses it where no gradient is recorded.
 
-    Args and returns: as :func:`ms_deform_attn_pytorch`.
+    Args and returns: as :func:`ms_deform_attn_pytorch`; ``locations`` and ``weights`` may be
+    float32 for a half-precision ``value`` (the coordinates and bilinear fractions are computed
+    in their dtype, the corner weights cast to the value's for ``embedding_bag``).
     """
     batch, _, heads, dims = value.shape
     _, num_q, _, _, points, _ = locations.shape
@@ -175,7 +177,7 @@ def ms_deform_attn_gather(
                 sampled = F.embedding_bag(
                     (rows + (row_step + col_step)).view(num_bags, points),
                     table.view(-1, dims),
-                    per_sample_weights=corner_weight.reshape(num_bags, points),
+                    per_sample_weights=corner_weight.reshape(num_bags, points).to(value.dtype),
                     mode='sum',
                 )
                 out = sampled if out is None else out.add_(sampled)
@@ -326,7 +328,8 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         value = self.value_proj(value).view(batch, num_v, heads, -1)
         offsets = self.sampling_offsets(query).view(batch, num_q, heads, levels, points, 2)
         weights = self.attention_weights(query).view(batch, num_q, heads, levels * points)
-        weights = weights.to(torch.promote_types(weights.dtype, torch.float32))  # as autocast would
+        # float32 as CUDA autocast runs softmax (CPU autocast would keep bfloat16)
+        weights = weights.to(torch.promote_types(weights.dtype, torch.float32))
         # softmax over the L * P (12) weights written out: torch's softmax kernel vectorises
         # along the softmax dimension and is ~5x slower on CPU for one this short.
         weights = (weights - weights.amax(-1, keepdim=True)).exp()
@@ -349,14 +352,18 @@ class MSDeformAttn(MultiScaleDeformableAttention):
                 value, shapes_t, starts, locations, weights, self.im2col_step
             )
         else:
-            # grid_sample wants one dtype (AMP may hand us a half value and float offsets).
-            if self.pytorch_impl == 'mmcv':
-                fallback = multi_scale_deformable_attn_pytorch
-            elif torch.is_grad_enabled():
-                fallback = ms_deform_attn_pytorch
+            if self.pytorch_impl == 'btdnet' and not torch.is_grad_enabled():
+                # Coordinates at least in float32 (bfloat16 steps by 0.5 pixel from 64 on).
+                coord = torch.promote_types(locations.dtype, torch.float32)
+                out = ms_deform_attn_gather(value, shapes, locations.to(coord), weights.to(coord))
             else:
-                fallback = ms_deform_attn_gather
-            out = fallback(value, shapes, locations.to(value.dtype), weights.to(value.dtype))
+                # grid_sample wants one dtype (AMP may hand us a half value and float offsets).
+                fallback = (
+                    ms_deform_attn_pytorch
+                    if self.pytorch_impl == 'btdnet'
+                    else multi_scale_deformable_attn_pytorch
+                )
+                out = fallback(value, shapes, locations.to(value.dtype), weights.to(value.dtype))
         return self.dropout(self.output_proj(out)) + identity
 
 
