@@ -72,4 +72,3 @@ def test_formats_and_splits(make_synthetic_rrsis, tmp_path):
     assert all(meta['samples'][s] > 0 for s in ('train', 'val', 'test'))
     with pytest.raises(ValueError, match='formats'):
         make_synthetic_rrsis.generate(str(tmp_path / 'x'), num_images=1, formats=('coco',))
-
