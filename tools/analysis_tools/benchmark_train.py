@@ -90,7 +90,7 @@ def main():
         elapsed = time.perf_counter() - start
         if i >= args.warmup:
             times.append(elapsed)
-        loss = sum(v.item() for k, v in losses.items() if k.startswith('loss') or '.loss' in k)
+        loss = losses['loss'].item()  # parse_losses' total (the parts are logged beside it)
         print(
             f'iter {i + 1}/{args.warmup + args.iters}: {elapsed:.3f} s, loss {loss:.4f}'
             + (' (warm-up)' if i < args.warmup else ''),
