@@ -16,7 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.models.losses import accuracy
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, SampleList
@@ -342,7 +341,8 @@ class TwinStreamHead(BaseDecodeHead):
         text_mask = inputs['text_mask']
         mci = self.mci(list(visual[1:]), inputs['text'], text_mask)
         visual_star, text_star = mci['visual'], mci['text']
-        stage2 = split_levels(visual_star, mci['spatial_shapes'])[0]
+        shapes = mci['spatial_shapes']
+        stage2 = split_levels(visual_star[:, : shapes[0][0] * shapes[0][1]], shapes[:1])[0]
         stage1 = self.stage1_proj(visual[0])
         v_pred = stage1 + resize(
             stage2, size=stage1.shape[2:], mode='bilinear', align_corners=self.align_corners
@@ -373,20 +373,7 @@ class TwinStreamHead(BaseDecodeHead):
         """
         if isinstance(seg_logits, dict):
             seg_logits = seg_logits['seg_logits']
-        seg_label = self._stack_batch_gt(batch_data_samples)
-        seg_logits = resize(
-            seg_logits, size=seg_label.shape[2:], mode='bilinear', align_corners=self.align_corners
-        )
-        seg_label = seg_label.squeeze(1)
-        losses = dict()
-        loss_modules = (
-            self.loss_decode if isinstance(self.loss_decode, nn.ModuleList) else [self.loss_decode]
-        )
-        for loss_module in loss_modules:
-            value = loss_module(seg_logits, seg_label, ignore_index=self.ignore_index)
-            losses[loss_module.loss_name] = losses.get(loss_module.loss_name, 0) + value
-        losses['acc_seg'] = accuracy(seg_logits, seg_label, ignore_index=self.ignore_index)
-        return losses
+        return super().loss_by_feat(seg_logits, batch_data_samples)
 
     def predict_by_feat(self, seg_logits: dict | Tensor, batch_img_metas: list[dict]) -> Tensor:
         """Resizes [O_bg, O_fg] to the input (or, in slide inference, the crop) size.

@@ -19,18 +19,15 @@ class MaskedInstanceNorm1d(nn.Module):
     Args:
         num_features (int): Channels D.
         eps (float): Added to the variance. Default 1e-5.
-        affine (bool): Learnable per-channel scale and shift. Default True.
+
+    The learnable per-channel scale and shift (``weight``, ``bias``) are always on.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+    def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_features))
-            self.bias = nn.Parameter(torch.zeros(num_features))
-        else:
-            self.register_parameter('weight', None)
-            self.register_parameter('bias', None)
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Normalise.
@@ -46,10 +43,7 @@ class MaskedInstanceNorm1d(nn.Module):
         count = m.sum(dim=1, keepdim=True).clamp(min=1)
         mean = (x * m).sum(dim=1, keepdim=True) / count
         var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
-        out = (x - mean) * torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            out = out * self.weight + self.bias
-        return out
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 @MODELS.register_module()

@@ -264,11 +264,6 @@ class BertTextEncoder(BaseModule):
         """
         return self.bert.embeddings(input_ids=input_ids)
 
-    def _extended_mask(self, attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
-        """(B, N) 1/0 mask -> (B, 1, 1, N) additive mask (0 for real tokens, dtype min else)."""
-        mask = attention_mask[:, None, None, :].to(dtype)
-        return (1.0 - mask) * torch.finfo(dtype).min
-
     def forward_stage(self, i: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Run the BERT layers of stage ``i`` (0-based).
 
@@ -283,7 +278,10 @@ class BertTextEncoder(BaseModule):
         if not 0 <= i < self.num_stages:
             raise IndexError(f'BertTextEncoder has {self.num_stages} stages; got stage {i}.')
         start = 0 if i == 0 else self.stage_layers[i - 1]
-        ext = self._extended_mask(attention_mask, hidden.dtype)
+        # (B, 1, 1, N) additive mask: 0 for real tokens, dtype min for padding
+        ext = self.bert.get_extended_attention_mask(
+            attention_mask, attention_mask.shape, dtype=hidden.dtype
+        )
         for layer in self.bert.encoder.layer[start : self.stage_layers[i]]:
             hidden = layer(hidden, attention_mask=ext)[0]
         return hidden
