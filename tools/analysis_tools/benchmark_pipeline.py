@@ -26,6 +26,7 @@ from mmengine.registry import init_default_scope
 
 import btdnet  # noqa: F401  (registers the datasets and transforms)
 from btdnet.datasets.transforms import key_phrase_spans
+from btdnet.datasets.transforms.loading import _rle_runs
 
 
 def parse_args(argv=None):
@@ -77,6 +78,7 @@ def main(argv=None):
     print(f'[benchmark] pipeline: {" -> ".join(t["type"] for t in ds_cfg.pipeline)}')
 
     key_phrase_spans.cache_clear()
+    _rle_runs.cache_clear()
     size = tuple(args.size)
     for path in paths:  # page cache and code warm for both
         floor_one(path, size)

@@ -55,8 +55,8 @@ def overlay(img: np.ndarray, mask: np.ndarray, text: str, key_words: list[str]) 
     width = out.shape[1]
     scale = max(0.4, width / 800)  # font scale
     line_h = int(26 * scale) + 6
-    ascii_text = text.encode('ascii', 'replace').decode()
-    lines = textwrap.wrap(ascii_text or '<empty sentence>', max(10, int(width / (11 * scale))))
+    # every line is made ASCII below (OpenCV's font has no other glyphs); one '?' per character
+    lines = textwrap.wrap(text or '<empty sentence>', max(10, int(width / (11 * scale))))
     lines.append('key: ' + (', '.join(key_words) or '-'))
     band = np.full((line_h * len(lines) + 6, width, 3), 255, np.uint8)
     for k, line in enumerate(lines):

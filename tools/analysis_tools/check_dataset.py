@@ -19,10 +19,10 @@ from multiprocessing import Pool
 import numpy as np
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from pycocotools import mask as mask_utils
 
 import btdnet  # noqa: F401  (registers the datasets and transforms)
 from btdnet.datasets.transforms import LoadReferringMask, LoadRSImageFromFile
+from btdnet.datasets.transforms.loading import rle_is_empty
 
 
 def parse_args(argv=None):
@@ -63,12 +63,13 @@ def check_sample(info: dict) -> dict:
     except Exception as exc:  # report every broken file, not only the first
         out['errors'].append(f'image: {exc}')
     try:
-        if 'mask_rle' in info:
-            mask = mask_utils.decode(info['mask_rle'])
+        if 'mask_rle' in info:  # size and emptiness from the RLE, no full-size decode
+            out['mask_shape'] = tuple(int(v) for v in info['mask_rle']['size'])
+            out['mask_empty'] = rle_is_empty(info['mask_rle'])
         else:
             mask = LoadReferringMask()._decode_file(info['seg_map_path'], info['sample_id'])
-        out['mask_shape'] = mask.shape
-        out['mask_empty'] = not mask.any()
+            out['mask_shape'] = mask.shape
+            out['mask_empty'] = not mask.any()
     except Exception as exc:
         out['errors'].append(f'mask: {exc}')
     return out

@@ -226,6 +226,8 @@ def generate(
         if rrsisd:
             cv2.imwrite(osp.join(img_dir, file_name), img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             images.append(dict(id=index, file_name=file_name, height=size, width=size))
+        if refsegrs:  # one encoding per scene, written once per referred object
+            scene_tif = cv2.imencode('.tif', img)[1]
         for k, obj in enumerate(objects):
             counts[split] += 1
             uid = index * 10 + k
@@ -264,7 +266,7 @@ def generate(
                 )
             if refsegrs:
                 sid = f'{index:05d}_{k}'
-                cv2.imwrite(osp.join(rs_root, 'images', f'{sid}.tif'), img)
+                scene_tif.tofile(osp.join(rs_root, 'images', f'{sid}.tif'))
                 cv2.imwrite(osp.join(rs_root, 'masks', f'{sid}.tif'), obj['mask'] * 255)
                 phrases[split].append(f'{sid} {obj["text"]}')
         if verbose and ((index + 1) % max(1, num_images // 10) == 0 or index + 1 == num_images):

@@ -65,7 +65,6 @@ class ReferringSegDataset(BaseSegDataset):
 
     def __init__(self, split: str = 'train', **kwargs):
         self.split = split
-        kwargs.setdefault('reduce_zero_label', False)
         super().__init__(**kwargs)
 
     def _report_empty_sentences(self, data_list: list):

@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.dist import get_rank
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
@@ -269,9 +268,7 @@ class RRSISMetric(BaseMetric):
             ``format_only``.
         """
         if self.format_only:
-            for record in results:
-                record['IoU'] = None
-            self._write_outputs(results)
+            self._write_outputs(results)  # the IoU columns stay empty
             print_log(
                 f'RRSISMetric: format_only, {len(results)} predicted masks written to '
                 f'{self.output_dir}',
@@ -328,8 +325,7 @@ class RRSISMetric(BaseMetric):
             print_log(f'RRSIS scores per category (%):\n{table.get_string()}', logger='current')
 
     def _write_outputs(self, results: list) -> None:
-        if get_rank() != 0:
-            return
+        # Called from compute_metrics, which mmengine runs on the main process only.
         if self.dump_file is not None:
             _write_table(self.dump_file, results, RECORD_FIELDS)
             print_log(

@@ -44,13 +44,6 @@ def _runs_of(rle: dict) -> tuple[int, int, np.ndarray]:
     )
 
 
-def _mask_of_runs(height: int, width: int, runs: np.ndarray) -> np.ndarray:
-    values = np.zeros(len(runs), np.uint8)
-    values[1::2] = 1
-    column_major = np.repeat(values, runs).reshape(width, height)
-    return cv2.transpose(column_major) if height > 1 and width > 1 else column_major.T.copy()
-
-
 def rle_is_empty(rle: dict) -> bool:
     """Whether a compressed COCO RLE has no foreground pixel (from the cached runs, no decode)."""
     return not _runs_of(rle)[2][1::2].any()
@@ -65,7 +58,11 @@ def decode_rle(rle: dict) -> np.ndarray:
     Returns:
         np.ndarray: (H, W) uint8, C-contiguous.
     """
-    return _mask_of_runs(*_runs_of(rle))
+    height, width, runs = _runs_of(rle)
+    values = np.zeros(len(runs), np.uint8)
+    values[1::2] = 1
+    column_major = np.repeat(values, runs).reshape(width, height)
+    return cv2.transpose(column_major) if height > 1 and width > 1 else column_major.T.copy()
 
 
 def _read_bytes(path: str, what: str, sample_id, backend_args) -> bytes:
@@ -193,9 +190,8 @@ class LoadReferringMask(BaseTransform):
     def transform(self, results: dict) -> dict:
         sample_id = results.get('sample_id')
         if 'mask_rle' in results:
-            height, width, runs = _runs_of(results['mask_rle'])
-            mask = _mask_of_runs(height, width, runs)
-            empty = not runs[1::2].any()  # from the runs: no pass over the full-size mask
+            mask = decode_rle(results['mask_rle'])
+            empty = rle_is_empty(results['mask_rle'])  # cached runs: no pass over the mask
         elif results.get('seg_map_path'):
             mask = self._decode_file(results['seg_map_path'], sample_id)
             empty = None
