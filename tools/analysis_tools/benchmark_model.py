@@ -35,8 +35,11 @@ import time
 from collections import defaultdict
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
+
+from btdnet.engine import load_config  # imports btdnet: registers the plugin
+from btdnet.utils.benchmark import KEY_SPANS, SENTENCE, sync, timed, without_pretrained_weights
 
 
 def parse_args():
@@ -65,17 +68,6 @@ def parse_args():
 
 
 # ---------------------------------------------------------------- measurement helpers
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device):
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
 
 
 def peak_memory(fn, device):
@@ -153,15 +145,10 @@ def main():
         torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-
-    import btdnet  # noqa: F401  (registers the plugin, as custom_imports does)
-    from btdnet.utils.benchmark import KEY_SPANS, SENTENCE, without_pretrained_weights
 
     model_cfg = (
         without_pretrained_weights(cfg.model) if args.random_init else copy.deepcopy(cfg.model)
@@ -210,7 +197,7 @@ def main():
         parts.clear()
         for _ in range(args.repeats):
             for name, fn in runs.items():
-                times[name].append(timed(fn, device))
+                times[name].append(timed(fn, device)[0])
         for hook in hooks:
             hook.remove()
         memory = {name: peak_memory(fn, device) for name, fn in runs.items()}

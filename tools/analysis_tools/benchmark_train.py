@@ -16,15 +16,14 @@ allocated tensor memory; CPU: peak resident set size of the process).
 import argparse
 import resource
 import statistics
-import time
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from btdnet.engine import enable_amp
-from btdnet.utils.benchmark import synthetic_batch, without_pretrained_weights
+from btdnet.engine import enable_amp, load_config
+from btdnet.utils.benchmark import synthetic_batch, timed, without_pretrained_weights
 
 
 def parse_args():
@@ -52,13 +51,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     from mmseg.registry import MODELS
-
-    import btdnet  # noqa: F401  (registers the modules)
 
     model_cfg = without_pretrained_weights(cfg.model) if args.random_init else cfg.model
     device = torch.device(args.device)
@@ -81,13 +76,7 @@ def main():
 
     times = []
     for i in range(args.warmup + args.iters):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        losses = model.train_step(batch, optim_wrapper)
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
+        elapsed, losses = timed(lambda: model.train_step(batch, optim_wrapper), device)
         if i >= args.warmup:
             times.append(elapsed)
         loss = losses['loss'].item()  # parse_losses' total (the parts are logged beside it)

@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark scripts in tools/analysis_tools/."""
 
 import copy
+import time
 
 import torch
 from mmengine.structures import PixelData
@@ -50,3 +51,18 @@ def synthetic_batch(batch_size: int, height: int, width: int, seed: int = 0) -> 
         sample.gt_sem_seg = PixelData(data=mask)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on CPU."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> tuple:
+    """``(seconds, fn())``: the wall time of ``fn`` with the device synchronised around it."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
