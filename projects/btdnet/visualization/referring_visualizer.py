@@ -169,8 +169,8 @@ def overlay_from_sample(
     """:func:`draw_referring_overlay` for a predicted ``SegDataSample``.
 
     The sentence is the sample's ``text``; the IoU is computed when the sample holds both
-    ``pred_sem_seg`` and ``gt_sem_seg``; the existence score comes from ``seg_logits`` (or the
-    metainfo ``fg_fraction`` / ``fg_margin`` that :func:`btdnet.apis.inference_model` sets).
+    ``pred_sem_seg`` and ``gt_sem_seg``; the existence score is the metainfo ``fg_fraction`` /
+    ``fg_margin`` that :func:`btdnet.apis.inference_model` sets, else computed from ``seg_logits``.
     """
     pred = data_sample.pred_sem_seg.data if 'pred_sem_seg' in data_sample else None
     gt = data_sample.gt_sem_seg.data if draw_gt and 'gt_sem_seg' in data_sample else None
@@ -180,10 +180,10 @@ def overlay_from_sample(
         union = int((p | g).sum())
         iou = int((p & g).sum()) / union if union else 0.0
     existence = None
-    if 'seg_logits' in data_sample:
-        existence = existence_score(data_sample.seg_logits.data)
-    elif 'fg_fraction' in data_sample.metainfo:
+    if 'fg_fraction' in data_sample.metainfo:  # already computed by inference_model
         existence = dict(fg_fraction=data_sample.fg_fraction, fg_margin=data_sample.fg_margin)
+    elif 'seg_logits' in data_sample:
+        existence = existence_score(data_sample.seg_logits.data)
     return draw_referring_overlay(
         image, pred, data_sample.metainfo.get('text'), gt, iou, existence, alpha
     )
