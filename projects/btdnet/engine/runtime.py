@@ -19,8 +19,10 @@ def load_config(
         cfg_options (dict, optional): ``--cfg-options`` overrides, merged last.
         work_dir (str, optional): ``--work-dir``; defaults to the config's own ``work_dir`` or
             ``./work_dirs/<config name>``.
-        launcher (str): ``none``, ``pytorch``, ``slurm`` or ``mpi``. Without CUDA, distributed
-            runs use the gloo backend, so the launch scripts also work on a CPU machine.
+        launcher (str): ``none``, ``pytorch``, ``slurm`` or ``mpi``. Without CUDA, a
+            ``pytorch`` (torchrun) launch uses the gloo backend, so ``tools/dist_train.sh`` and
+            ``tools/dist_test.sh`` also work on a CPU machine (see :func:`init_cpu_distributed`;
+            mmengine's slurm and mpi set-ups need a GPU).
 
     Returns:
         Config: The config, ready for ``Runner.from_cfg``.
@@ -35,7 +37,7 @@ def load_config(
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
-    if launcher != 'none' and not torch.cuda.is_available():
+    if launcher == 'pytorch' and not torch.cuda.is_available():
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     return cfg
 
@@ -71,7 +73,7 @@ def init_cpu_distributed(cfg: Config) -> None:
     """
     if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
         return
-    dist.init_process_group(backend='gloo')
+    dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)  # gloo, from load_config
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',
         broadcast_buffers=False,
