@@ -65,7 +65,9 @@ class RefSegRSDataset(ReferringSegDataset):
 
     def load_data_list(self) -> list[dict]:
         path = self.ann_file
-        if '://' not in path and not osp.isfile(path):
+        try:
+            lines = get_text(path, backend_args=self.backend_args).splitlines()
+        except FileNotFoundError:
             folder = osp.dirname(path) or '.'
             found = []
             if osp.isdir(folder):
@@ -77,14 +79,13 @@ class RefSegRSDataset(ReferringSegDataset):
             raise FileNotFoundError(
                 f'Expected the phrases of split {self.split!r} at {path}, found no such file; '
                 f'splits found in {folder}: {found}'
-            )
+            ) from None
         img_root = self.data_prefix.get('img_path', '')
         mask_root = self.data_prefix.get('seg_map_path', '')
         data_list = []
         missing = []
-        for lineno, line in enumerate(
-            get_text(path, backend_args=self.backend_args).splitlines(), 1
-        ):
+        check_local_files = self.check_files and '://' not in path
+        for lineno, line in enumerate(lines, 1):
             line = line.strip()  # line ends (\r\n too) and stray spaces around the line
             if not line:
                 continue
@@ -99,7 +100,7 @@ class RefSegRSDataset(ReferringSegDataset):
                 seg_fields=[],
                 reduce_zero_label=False,
             )
-            if self.check_files and '://' not in path:
+            if check_local_files:
                 missing += [
                     (info['sample_id'], p)
                     for p in (info['img_path'], info['seg_map_path'])

@@ -145,10 +145,12 @@ class RRSISDDataset(ReferringSegDataset):
 
     def _load_instances(self):
         path = self.instances_file
-        if '://' not in path and not osp.isfile(path):
-            raise FileNotFoundError(f'Expected the COCO annotations at {path}, found no such file.')
         try:
             coco = json.loads(get_text(path, backend_args=self.backend_args))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f'Expected the COCO annotations at {path}, found no such file.'
+            ) from None
         except json.JSONDecodeError as exc:
             raise ValueError(f'{path}: expected COCO JSON, could not parse it: {exc}') from exc
         if not isinstance(coco, dict):

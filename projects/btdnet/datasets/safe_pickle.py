@@ -11,7 +11,6 @@ so nothing in the file runs.
 """
 
 import io
-import os.path as osp
 import pickle
 from typing import Any
 
@@ -74,9 +73,12 @@ def safe_load_pickle(filename: str, backend_args: dict | None = None) -> Any:
         UnsafePickleError: The pickle names a global outside :data:`ALLOWED_GLOBALS`.
         pickle.UnpicklingError: The file is not a readable pickle.
     """
-    if '://' not in filename and not osp.isfile(filename):
-        raise FileNotFoundError(f'Expected the refs pickle at {filename}, found no such file.')
-    content = get(filename, backend_args=backend_args)
+    try:
+        content = get(filename, backend_args=backend_args)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f'Expected the refs pickle at {filename}, found no such file.'
+        ) from None
     try:
         # Python 2 `str` objects are decoded as UTF-8 (what REFER-style writers stored).
         return RestrictedUnpickler(io.BytesIO(content), filename, encoding='utf-8').load()
