@@ -22,9 +22,8 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
 
-import btdnet  # noqa: F401  (registers the datasets and transforms)
+from btdnet.datasets import build_split_dataset  # imports btdnet: registers the plugin
 from btdnet.datasets.transforms import key_phrase_spans
 from btdnet.datasets.transforms.loading import _rle_runs
 
@@ -56,18 +55,13 @@ def timed(fn, *args) -> float:
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg.registry import DATASETS
-
     cv2.setNumThreads(0)  # what mmengine sets in dataloader workers (opencv_num_threads=0)
     torch.set_num_threads(1)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    init_default_scope('mmseg')
-    ds_cfg = cfg[f'{args.split}_dataloader'].dataset.copy()
-    if args.data_root:
-        ds_cfg.data_root = args.data_root
-    ds = DATASETS.build(ds_cfg)
+    ds = build_split_dataset(cfg, args.split, args.data_root or None)
+    pipeline = cfg[f'{args.split}_dataloader'].dataset.pipeline
     indices = list(range(min(args.num, len(ds))))
     paths = [ds.get_data_info(i)['img_path'] for i in indices]
     shape = cv2.imread(paths[0]).shape[:2]
@@ -75,7 +69,7 @@ def main(argv=None):
         f'[benchmark] {type(ds).__name__} {args.split}: {len(indices)} samples, images '
         f'{shape[1]}x{shape[0]} ({paths[0]}), one thread'
     )
-    print(f'[benchmark] pipeline: {" -> ".join(t["type"] for t in ds_cfg.pipeline)}')
+    print(f'[benchmark] pipeline: {" -> ".join(t["type"] for t in pipeline)}')
 
     key_phrase_spans.cache_clear()
     _rle_runs.cache_clear()

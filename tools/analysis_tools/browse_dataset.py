@@ -16,9 +16,8 @@ import textwrap
 import cv2
 import numpy as np
 from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
 
-import btdnet  # noqa: F401  (registers the datasets and transforms)
+from btdnet.datasets import build_split_dataset  # imports btdnet: registers the plugin
 from btdnet.datasets.transforms import ExtractKeyPhraseSpans, LoadReferringMask, LoadRSImageFromFile
 
 
@@ -76,17 +75,10 @@ def overlay(img: np.ndarray, mask: np.ndarray, text: str, key_words: list[str]) 
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg.registry import DATASETS
-
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    init_default_scope('mmseg')
-    ds_cfg = cfg[f'{args.split}_dataloader'].dataset.copy()
-    if args.data_root:
-        ds_cfg.data_root = args.data_root
-    ds_cfg.pipeline = []
-    ds = DATASETS.build(ds_cfg)
+    ds = build_split_dataset(cfg, args.split, args.data_root or None, pipeline=[])
     load_img, load_mask, spans = LoadRSImageFromFile(), LoadReferringMask(), ExtractKeyPhraseSpans()
     os.makedirs(args.output_dir, exist_ok=True)
     count = min(args.num, len(ds))

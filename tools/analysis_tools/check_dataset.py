@@ -18,9 +18,8 @@ from multiprocessing import Pool
 
 import numpy as np
 from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
 
-import btdnet  # noqa: F401  (registers the datasets and transforms)
+from btdnet.datasets import build_split_dataset  # imports btdnet: registers the plugin
 from btdnet.datasets.transforms import LoadReferringMask, LoadRSImageFromFile
 from btdnet.datasets.transforms.loading import rle_is_empty
 
@@ -41,18 +40,6 @@ def parse_args(argv=None):
     parser.add_argument('--show', type=int, default=5, help='examples listed per problem')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings')
     return parser.parse_args(argv)
-
-
-def build_dataset(cfg: Config, split: str, data_root: str | None = None, **overrides):
-    """The dataset of ``<split>_dataloader`` without its pipeline, files not yet checked."""
-    from mmseg.registry import DATASETS
-
-    init_default_scope('mmseg')
-    ds_cfg = cfg[f'{split}_dataloader'].dataset.copy()
-    if data_root is not None:
-        ds_cfg.data_root = data_root
-    ds_cfg.update(overrides)
-    return DATASETS.build(ds_cfg)
 
 
 def check_sample(info: dict) -> dict:
@@ -93,7 +80,7 @@ def main(argv=None) -> int:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     try:
-        ds = build_dataset(cfg, args.split, args.data_root, pipeline=[], check_files=False)
+        ds = build_split_dataset(cfg, args.split, args.data_root, pipeline=[], check_files=False)
     except Exception as exc:
         print(
             f'[check_dataset] ERROR: cannot build the {args.split} dataset: '

@@ -1,4 +1,9 @@
-from .base import REFSEGRS_CATEGORIES, RRSISD_CATEGORIES, ReferringSegDataset
+from .base import (
+    REFSEGRS_CATEGORIES,
+    RRSISD_CATEGORIES,
+    ReferringSegDataset,
+    build_split_dataset,
+)
 from .refsegrs import RefSegRSDataset
 from .rrsisd import RRSISDDataset, segmentation_to_rle
 from .safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_load_pickle
@@ -13,6 +18,7 @@ __all__ = [
     'ReferringSegDataset',
     'RestrictedUnpickler',
     'UnsafePickleError',
+    'build_split_dataset',
     'safe_load_pickle',
     'segmentation_to_rle',
     *_transforms_all,

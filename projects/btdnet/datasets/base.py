@@ -99,3 +99,23 @@ def find_category(text: str, categories) -> str:
         if pos >= 0 and (best is None or (pos, -len(name)) < (best[0], -len(best[1]))):
             best = (pos, name)
     return best[1] if best else 'unknown'
+
+
+def build_split_dataset(cfg, split: str, data_root: str | None = None, **overrides):
+    """Build the dataset of a config's ``<split>_dataloader`` (for the dataset tools).
+
+    Args:
+        cfg (Config): A config with ``{train,val,test}_dataloader``.
+        split (str): ``train``, ``val`` or ``test``.
+        data_root (str, optional): Replaces the dataset's ``data_root``.
+        **overrides: Further dataset settings (e.g. ``pipeline=[]``).
+    """
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    init_default_scope('mmseg')
+    ds_cfg = cfg[f'{split}_dataloader'].dataset.copy()
+    if data_root is not None:
+        ds_cfg.data_root = data_root
+    ds_cfg.update(overrides)
+    return DATASETS.build(ds_cfg)
