@@ -1,5 +1,7 @@
 """btdnet.apis.sentence_swap: the sentence-swap controls against hand-computed scores."""
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,31 @@ def test_controls_on_the_tiny_model_and_synthetic_test_split(synthetic_rrsis_roo
     assert scores['all']['pairs'] == scores['same_colour_category']['pairs'] == n * (n - 1)
     for name in ('own', 'all', 'same_colour', 'same_colour_category'):
         assert 0.0 <= scores[name]['oIoU'] <= 100.0
+
+
+def test_sentence_swap_controls_tool(synthetic_rrsis_root, tmp_path, capsys):
+    """tools/analysis_tools/sentence_swap_controls.py: the generator's attributes, JSON out."""
+    from conftest import load_tool
+
+    tool = load_tool('analysis_tools/sentence_swap_controls.py')
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    checkpoint = tmp_path / 'tiny.pth'
+    torch.save(dict(state_dict=MODELS.build(Config.fromfile(TINY).model).state_dict()), checkpoint)
+    base = [TINY, str(checkpoint), '--data-root', str(synthetic_rrsis_root)]
+    with pytest.raises(SystemExit, match='expected a .json file'):
+        tool.main([*base, '--out', str(tmp_path / 'scores.csv')])
+    with pytest.raises(SystemExit, match='is not a file'):
+        tool.main([*base, '--attributes', str(tmp_path / 'none.json')])
+    out = tmp_path / 'scores.json'
+    assert tool.main([*base, '--out', str(out)]) == 0
+    scores = json.loads(out.read_text())
+    # The fixture is the generator's colour task: every object has its own colour, so no
+    # swap shares a colour, and the test image's targets are all paired.
+    meta = json.loads((synthetic_rrsis_root / 'synthetic_meta.json').read_text())
+    n = meta['samples']['test']
+    assert scores['own']['pairs'] == n and scores['all']['pairs'] == n * (n - 1)
+    assert scores['same_colour'] == scores['same_colour_category'] == dict(pairs=0)
+    printed = capsys.readouterr().out
+    assert re.search(r'same_colour_category\s+0\s+-', printed)
+    assert re.search(rf'\nall\s+{n * (n - 1)}\s+{scores["all"]["oIoU"]:.2f}', printed)
