@@ -79,17 +79,18 @@ def test_formats_and_splits(make_synthetic_rrsis, tmp_path):
 # ----------------------------------------------------------------------- the distractor task
 # An independent reading of the sentences: the grammar the generator promises, the position
 # words as regions of a 3 x 3 grid of thirds (an edge word covers its whole third, corners
-# included; "in the middle" is the centre cell), read on each mask's own centroid, with no margin.
+# included; "in the middle" is the centre cell), read on each mask's own centroid. ``s`` moves
+# every border by s (> 0: each region grows), for readers who place the borders differently.
 POSITIONS = {
-    'on the left': lambda x, y: x < 1 / 3,
-    'on the right': lambda x, y: x > 2 / 3,
-    'at the top': lambda x, y: y < 1 / 3,
-    'at the bottom': lambda x, y: y > 2 / 3,
-    'at the top left': lambda x, y: x < 1 / 3 and y < 1 / 3,
-    'at the top right': lambda x, y: x > 2 / 3 and y < 1 / 3,
-    'at the bottom left': lambda x, y: x < 1 / 3 and y > 2 / 3,
-    'at the bottom right': lambda x, y: x > 2 / 3 and y > 2 / 3,
-    'in the middle': lambda x, y: 1 / 3 < x < 2 / 3 and 1 / 3 < y < 2 / 3,
+    'on the left': lambda x, y, s: x < 1 / 3 + s,
+    'on the right': lambda x, y, s: x > 2 / 3 - s,
+    'at the top': lambda x, y, s: y < 1 / 3 + s,
+    'at the bottom': lambda x, y, s: y > 2 / 3 - s,
+    'at the top left': lambda x, y, s: x < 1 / 3 + s and y < 1 / 3 + s,
+    'at the top right': lambda x, y, s: x > 2 / 3 - s and y < 1 / 3 + s,
+    'at the bottom left': lambda x, y, s: x < 1 / 3 + s and y > 2 / 3 - s,
+    'at the bottom right': lambda x, y, s: x > 2 / 3 - s and y > 2 / 3 - s,
+    'in the middle': lambda x, y, s: 1 / 3 - s < x < 2 / 3 + s and 1 / 3 - s < y < 2 / 3 + s,
 }
 COLOUR_WORDS = ('red', 'blue', 'yellow', 'white', 'orange', 'purple')
 CATEGORY_WORDS = ('vehicle', 'storage tank', 'building', 'ship', 'tennis court', 'airplane')
@@ -103,8 +104,9 @@ def _centroid(mask):
     return xs.mean() / mask.shape[1], ys.mean() / mask.shape[0]
 
 
-def _referents(sentence, objects):
-    """Indices of the objects ``sentence`` can mean, and what it names."""
+def _referents(sentence, objects, slack=0.0):
+    """Indices of the objects ``sentence`` can mean (borders moved by ``slack``), and what it
+    names."""
     if match := RELATIVE.fullmatch(sentence):
         named = {'category', 'position'} | ({'colour'} if match['colour'] else set())
         group = [
@@ -126,7 +128,7 @@ def _referents(sentence, objects):
         for j, o in enumerate(objects)
         if o['category'] == match['category']
         and match['colour'] in (None, o['colour'])
-        and (match['where'] is None or POSITIONS[match['where']](*_centroid(o['mask'])))
+        and (match['where'] is None or POSITIONS[match['where']](*_centroid(o['mask']), slack))
     ]
     return found, named
 
@@ -141,8 +143,13 @@ def test_distractor_sentences_pick_exactly_their_target(make_synthetic_rrsis):
         masks = np.stack([o['mask'] for o in objects])
         assert masks.sum(0).max() == 1  # objects do not overlap
         for j, obj in enumerate(objects):
-            found, named = _referents(obj['text'], objects)
-            assert found == [j], (obj['text'], [(o['colour'], o['category']) for o in objects])
+            for slack in (-0.02, 0.0, 0.02):  # the grid's borders where a reader may put them
+                found, named = _referents(obj['text'], objects, slack)
+                assert found == [j], (
+                    obj['text'],
+                    slack,
+                    [(o['colour'], o['category']) for o in objects],
+                )
             assert named == set(obj['named'])
             colour = make_synthetic_rrsis.COLOURS[obj['colour']]
             inside = img[obj['mask'].astype(bool)]
