@@ -137,21 +137,30 @@ class DistractorOptions:
         twin_prob (float): Chance of a twin of the anchor. Default 0.6.
         colour_mate_prob (float): Chance of a colour mate of the anchor. Default 0.5.
         category_mate_prob (float): Chance of a category mate of the anchor. Default 0.5.
-        extra_word_prob (float): Chance that a sentence names one attribute more than it needs
-            (e.g. "the red ship at the top" where "the red ship" would do). Default 0.25.
+        colour_word_prob (float): Chance that a sentence names the colour where it could do
+            without (speakers over-specify colour). Default 0.75.
+        extra_word_prob (float): Chance that a sentence names the position where it could do
+            without ("the red ship at the top" where "the red ship" would do). Default 0.15.
+        relational_prob (float): Chance of relational position words ("the left one of the two
+            red ships") where absolute ones ("the red ship on the left") would do too.
+            Default 0.3.
     """
 
     num_objects: tuple = (3, 5)
     twin_prob: float = 0.6
     colour_mate_prob: float = 0.5
     category_mate_prob: float = 0.5
-    extra_word_prob: float = 0.25
+    colour_word_prob: float = 0.75
+    extra_word_prob: float = 0.15
+    relational_prob: float = 0.3
 
     def __post_init__(self):
         lo, hi = self.num_objects
         if not 1 <= lo <= hi <= 9:
             raise ValueError(f'num_objects: expected 1 <= fewest <= most <= 9, found {(lo, hi)}')
-        for name in ('twin_prob', 'colour_mate_prob', 'category_mate_prob', 'extra_word_prob'):
+        for name in self.__dataclass_fields__:
+            if not name.endswith('_prob'):
+                continue
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(
                     f'{name}: expected a probability in [0, 1], found {getattr(self, name)}'
@@ -218,15 +227,32 @@ def describe_options(target: int, objects: list[dict]) -> list[tuple[str, tuple[
     return options
 
 
-def _choose_sentence(rng, options: list, extra_word_prob: float) -> tuple[str, tuple]:
-    """The fewest attributes that suffice (one more with ``extra_word_prob``); then uniformly
-    what to name, then uniformly the words."""
-    counts = sorted({len(named) for _, named in options})
-    count = counts[1] if len(counts) > 1 and rng.random() < extra_word_prob else counts[0]
-    kinds = sorted({named for _, named in options if len(named) == count})
-    named = kinds[rng.integers(len(kinds))]
-    texts = [text for text, n in options if n == named]
-    return texts[rng.integers(len(texts))], named
+def _choose_sentence(rng, options: list, opts: 'DistractorOptions') -> tuple[str, tuple]:
+    """Pick one of :func:`describe_options`' sentences as a speaker would.
+
+    The category is always named. The colour is named with ``opts.colour_word_prob`` (speakers
+    name colours even when not needed), or whenever no sentence without it is unambiguous (and
+    left out whenever no sentence with it is). Position words come only where the rest does not
+    pick the target out, or with ``opts.extra_word_prob``; relational words ("the left one of
+    the two ...") with ``opts.relational_prob`` where absolute ones would do too, else only where
+    they are the only choice. Among the words left, the choice is uniform.
+    """
+    with_colour = [o for o in options if 'colour' in o[1]]
+    without = [o for o in options if 'colour' not in o[1]]
+    if with_colour and without:
+        options = with_colour if rng.random() < opts.colour_word_prob else without
+    unplaced = [o for o in options if 'position' not in o[1]]
+    placed = [o for o in options if 'position' in o[1]]
+    if unplaced and not (placed and rng.random() < opts.extra_word_prob):
+        options = unplaced
+    else:
+        relational = [o for o in placed if ' one of the two ' in o[0]]
+        absolute = [o for o in placed if ' one of the two ' not in o[0]]
+        if relational and absolute:
+            options = relational if rng.random() < opts.relational_prob else absolute
+        else:
+            options = placed
+    return options[rng.integers(len(options))]
 
 
 def distractor_kinds(target: int, objects: list[dict]) -> set[str]:
@@ -385,9 +411,7 @@ def _distractor_objects(rng, img, size: int, object_scale: float, opts) -> list[
         candidate['mask'] = _draw(rng, img, category, colour, (cx, cy), length, width)
         objects.append(candidate)
     for j, obj in enumerate(objects):
-        obj['text'], obj['named'] = _choose_sentence(
-            rng, describe_options(j, objects), opts.extra_word_prob
-        )
+        obj['text'], obj['named'] = _choose_sentence(rng, describe_options(j, objects), opts)
     return objects
 
 
@@ -635,7 +659,9 @@ def parse_args(argv=None):
         ('twin_prob', 'a twin of the anchor object (same colour and category)'),
         ('colour_mate_prob', 'an object of the same colour, another category'),
         ('category_mate_prob', 'an object of the same category, another colour'),
-        ('extra_word_prob', 'a sentence names one attribute more than it needs'),
+        ('colour_word_prob', 'naming the colour where the sentence could do without'),
+        ('extra_word_prob', 'naming the position where the sentence could do without'),
+        ('relational_prob', 'relational position words where absolute ones would do'),
     ):
         group.add_argument(
             '--' + name.replace('_', '-'),
