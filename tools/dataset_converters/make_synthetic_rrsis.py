@@ -81,6 +81,25 @@ def _outline(category: str, length: float, width: float) -> list[np.ndarray]:
     return [np.array([[-hl, -hw], [hl, -hw], [hl, hw], [-hl, hw]])]
 
 
+def _marks(category: str, length: float, width: float) -> list[tuple[np.ndarray, float]]:
+    """Darker markings (polygons in the frame of :func:`_outline`, each with its brightness) that
+    tell the rectangular categories apart at a glance, as on aerial photographs: a vehicle's
+    windscreen and rear window, a tennis court's net and centre line, a building's roof ridge."""
+    hl, hw = length / 2, width / 2
+    line = 0.8  # half the width of a painted line, in pixels
+
+    def box(x0, x1, y0, y1):
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+    if category == 'vehicle':
+        return [(box(hl * 0.2, hl * 0.5, -hw, hw), 0.35), (box(-hl * 0.8, -hl * 0.6, -hw, hw), 0.5)]
+    if category == 'tennis court':
+        return [(box(-line, line, -hw, hw), 0.5), (box(-hl * 0.55, hl * 0.55, -line, line), 0.5)]
+    if category == 'building':
+        return [(box(-hl, hl, -line, line), 0.55)]
+    return []
+
+
 def _position_words(cx: float, cy: float, size: int) -> str:
     col = 'left' if cx < size / 3 else 'right' if cx > 2 * size / 3 else ''
     row = 'top' if cy < size / 3 else 'bottom' if cy > 2 * size / 3 else ''
@@ -144,6 +163,10 @@ class DistractorOptions:
         relational_prob (float): Chance of relational position words ("the left one of the two
             red ships") where absolute ones ("the red ship on the left") would do too.
             Default 0.3.
+        category_marks (bool): Paint the markings that tell the rectangular categories apart on
+            aerial photographs (a vehicle's windscreen and rear window, a tennis court's net and
+            centre line, a building's roof ridge); without them vehicles, tennis courts and
+            buildings differ only in size and proportions. Default True.
     """
 
     num_objects: tuple = (3, 5)
@@ -153,6 +176,7 @@ class DistractorOptions:
     colour_word_prob: float = 0.75
     extra_word_prob: float = 0.15
     relational_prob: float = 0.3
+    category_marks: bool = True
 
     def __post_init__(self):
         lo, hi = self.num_objects
@@ -302,8 +326,11 @@ def _ground(rng, size: int) -> np.ndarray:
     return img
 
 
-def _draw(rng, img, category: str, colour: str, centre, length: float, width: float):
-    """Paint one object into ``img`` (a random heading) and return its 0/1 mask."""
+def _draw(rng, img, category: str, colour: str, centre, length: float, width: float, marks=False):
+    """Paint one object into ``img`` (a random heading) and return its 0/1 mask.
+
+    ``marks`` adds the markings of :func:`_marks` (the distractor task), inside the mask.
+    """
     cx, cy = centre
     size = img.shape[0]
     mask = np.zeros((size, size), np.uint8)
@@ -313,12 +340,18 @@ def _draw(rng, img, category: str, colour: str, centre, length: float, width: fl
         angle = rng.uniform(0, np.pi)
         for poly in _outline(category, length, width):  # one by one: overlaps stay filled
             cv2.fillPoly(mask, [np.round(_rotate(poly, angle, (cx, cy))).astype(np.int32)], 1)
-    img[mask.astype(bool)] = COLOURS[colour]
+    region = mask.astype(bool)
+    img[region] = COLOURS[colour]
     if category in ('storage tank', 'building', 'tennis court'):  # an inner ring / line
         shade = tuple(int(v * 0.7) for v in COLOURS[colour])
         inner = cv2.erode(mask, np.ones((5, 5), np.uint8))
         inner ^= cv2.erode(inner, np.ones((3, 3), np.uint8))
         img[inner.astype(bool)] = shade
+    if marks and category != 'storage tank':
+        for poly, brightness in _marks(category, length, width):
+            mark = np.zeros_like(mask)
+            cv2.fillPoly(mark, [np.round(_rotate(poly, angle, (cx, cy))).astype(np.int32)], 1)
+            img[mark.astype(bool) & region] = tuple(int(v * brightness) for v in COLOURS[colour])
     return mask
 
 
@@ -408,7 +441,9 @@ def _distractor_objects(rng, img, size: int, object_scale: float, opts) -> list[
         else:
             continue
         placed.append((cx, cy, radius))
-        candidate['mask'] = _draw(rng, img, category, colour, (cx, cy), length, width)
+        candidate['mask'] = _draw(
+            rng, img, category, colour, (cx, cy), length, width, opts.category_marks
+        )
         objects.append(candidate)
     for j, obj in enumerate(objects):
         obj['text'], obj['named'] = _choose_sentence(rng, describe_options(j, objects), opts)
