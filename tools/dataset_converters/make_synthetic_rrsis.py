@@ -1,10 +1,20 @@
 """Write a synthetic referring remote-sensing dataset in the RRSIS-D and/or RefSegRS layout.
 
-Each scene is a textured ground with roads and 2-4 objects of the two benchmarks' categories
+Each scene is a textured ground with roads and objects of the two benchmarks' categories
 (vehicle, storage tank, building, ship, tennis court, airplane), each a target of its own sentence.
-Every object in a scene has its own colour and the sentence always names colour, category and
-position ("the red vehicle on the left"), so only the text tells the targets apart and the task is
-learnable by a small model within minutes. Scene ``i`` depends only on ``(seed, i)``.
+Scene ``i`` depends only on ``(seed, i)`` (and the options). Two tasks (``--task``):
+
+* ``colours`` (default): 2-4 objects, each in its own colour; every sentence names colour,
+  category and position ("the red vehicle on the left"), and the colour word alone decides.
+* ``distractors``: 1-5 objects (3-5 asked for; those that do not fit are left out) sharing colours
+  and categories: next to an anchor object, a *twin* (same colour and category: only position
+  words tell them apart), a *colour mate* (same colour, another category) and a *category mate*
+  (same category, another colour), each with its own probability (:class:`DistractorOptions`).
+  Sentences name what they need, as a speaker would: "the airplane", "the red ship", "the
+  vehicle on the left", "the white building at the top right", "the upper one of the two red
+  vehicles". Every sentence is checked to pick out exactly its target from the objects'
+  colours, categories and centres (:func:`describe_options` says how); a placement that would
+  leave any object without such a sentence is re-drawn.
 
 Layouts written under OUT (see ``configs/_base_/datasets/{synthetic_rrsis,refsegrs}.py``)::
 
