@@ -670,6 +670,11 @@ def generate(
     return counts
 
 
+def _flag(option: str) -> str:
+    """The command-line flag of a :class:`DistractorOptions` field."""
+    return '--no-category-marks' if option == 'category_marks' else '--' + option.replace('_', '-')
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('out_dir', help='output root, e.g. data/synthetic_rrsis')
@@ -713,6 +718,13 @@ def parse_args(argv=None):
             type=float,
             help=f'chance of {what} (default {getattr(defaults, name)})',
         )
+    group.add_argument(
+        '--no-category-marks',
+        dest='category_marks',
+        action='store_false',
+        default=None,
+        help='paint vehicles, tennis courts and buildings without their markings',
+    )
     args = parser.parse_args(argv)
     given = {
         k: tuple(v) if k == 'num_objects' else v
@@ -720,10 +732,7 @@ def parse_args(argv=None):
         if k in DistractorOptions.__dataclass_fields__ and v is not None
     }
     if given and args.task != 'distractors':
-        parser.error(
-            f'{", ".join("--" + k.replace("_", "-") for k in given)} only apply to '
-            '--task distractors'
-        )
+        parser.error(f'{", ".join(_flag(k) for k in given)} only apply to --task distractors')
     try:
         args.options = DistractorOptions(**given) if args.task == 'distractors' else None
     except ValueError as exc:
