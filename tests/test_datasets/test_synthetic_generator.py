@@ -244,3 +244,27 @@ def test_distractor_options_need_the_distractor_task(make_synthetic_rrsis, tmp_p
         )
     assert 'num_objects' in capsys.readouterr().err
     assert not (tmp_path / 'synthetic_meta.json').exists()
+
+
+def test_category_marks_stay_inside_their_objects(make_synthetic_rrsis):
+    plain = make_synthetic_rrsis.DistractorOptions(category_marks=False)
+    marked_kinds = set()
+    for index in range(10):
+        img, objects = make_synthetic_rrsis.make_scene(0, index, 128, 1.8, task='distractors')
+        bare, same = make_synthetic_rrsis.make_scene(
+            0, index, 128, 1.8, task='distractors', options=plain
+        )
+        assert [o['text'] for o in objects] == [o['text'] for o in same]  # only paint differs
+        changed = np.any(img != bare, axis=-1)
+        for obj in objects:
+            inside = changed & obj['mask'].astype(bool)
+            if obj['category'] in ('vehicle', 'tennis court', 'building'):
+                assert inside.any(), obj['category']
+                marked_kinds.add(obj['category'])
+                colour = np.array(make_synthetic_rrsis.COLOURS[obj['colour']])
+                assert (img[inside] <= colour).all()  # darker shades of the object's colour
+            else:
+                assert not inside.any(), obj['category']
+        union = np.any([o['mask'] for o in objects], axis=0)
+        assert not (changed & ~union).any()
+    assert marked_kinds == {'vehicle', 'tennis court', 'building'}
