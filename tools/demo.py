@@ -186,10 +186,12 @@ def main():
             timings['total_s'] / 60, scores['oIoU'], scores['mIoU'], scores['Pr@0.5']
         )
     )
-    swaps = {k: controls[k].get('oIoU', float('nan')) for k in SWAPS}
+    swaps = {
+        k: f'{controls[k]["oIoU"]:.2f}' if 'oIoU' in controls[k] else 'no such pair' for k in SWAPS
+    }
     print(
         "[demo] test oIoU with another target's sentence (near 0 when the sentence is read): "
-        + ', '.join(f'{SWAPS[k]} {v:.2f}' for k, v in swaps.items())
+        + ', '.join(f'{SWAPS[k]} {v}' for k, v in swaps.items())
     )
     print(f'[demo] metrics:          {work_dir / "metrics.json"}')
     print(f'[demo] training curves:  {work_dir / "training_curves.png"}')
