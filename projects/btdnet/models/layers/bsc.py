@@ -170,6 +170,18 @@ class BidirectionalSpatialCorrelation(BaseModule):
             f = proj(text).view(b, n, c, k, k) * (alpha / math.sqrt(k * k * c))
             pad = (kmax - k) // 2
             filters = filters + F.pad(f, (pad, pad, pad, pad))
+        if torch.onnx.is_in_onnx_export():
+            # ONNX's Conv takes the group count as a constant, which would fix the batch size of
+            # the graph: the same correlation as a sum over the kernel offsets of shifted maps
+            # times the filters' taps (equal to the grouped convolution, tested).
+            half = kmax // 2
+            padded = F.pad(visual, (half, half, half, half))
+            out = 0
+            for i in range(kmax):
+                for j in range(kmax):
+                    window = padded[:, :, i : i + h, j : j + w]
+                    out = out + torch.einsum('bchw,bnc->bnhw', window, filters[..., i, j])
+            return out
         # groups=B: sample b is convolved with its own N filters only. Filters in the memory
         # format of the input, else the convolution first converts the whole feature map. (A
         # channels-last input stays so only at B = 1, inference; for B > 1 the reshape into
@@ -197,6 +209,14 @@ class BidirectionalSpatialCorrelation(BaseModule):
         Returns:
             Tensor: (B, C, N) keys.
         """
+        if torch.onnx.is_in_onnx_export():
+            # TorchScript's ONNX export needs the kernel's shape, which a computed weight hides:
+            # one convolution per k, each on its own window (the same keys, tested).
+            keys = 0
+            for k, beta, conv in zip(self.l2v_kernels, self.l2v_beta, self.l2v_keys):
+                window = F.pad(tokens, ((k - 1) // 2, k // 2))
+                keys = keys + beta * F.conv1d(window, conv.weight, conv.bias)
+            return keys
         kmax = max(self.l2v_kernels)
         kmax_left = (kmax - 1) // 2
         weight, bias = 0, 0

@@ -1,0 +1,14 @@
+"""Deployment: ONNX export of BTDNet and inference through ONNX Runtime."""
+
+from .onnx_export import ExportError, check_exportable, export_onnx, exported_shape
+from .ort_segmentor import ONNXRuntimeSegmentor, ONNXRuntimeTilePredictor, read_manifest
+
+__all__ = [
+    'ExportError',
+    'ONNXRuntimeSegmentor',
+    'ONNXRuntimeTilePredictor',
+    'check_exportable',
+    'export_onnx',
+    'exported_shape',
+    'read_manifest',
+]
