@@ -43,7 +43,15 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from torch import nn
 
-__all__ = ['GRAPH_INPUTS', 'MANIFEST', 'check_exportable', 'export_onnx', 'exported_shape']
+__all__ = [
+    'GRAPH_INPUTS',
+    'MANIFEST',
+    'ExportError',
+    'check_exportable',
+    'export_onnx',
+    'exported_shape',
+    'test_steps',
+]
 
 #: Names of the graph inputs (the last two only for models with the prior knowledge).
 GRAPH_INPUTS = ('image', 'input_ids', 'attention_mask', 'masked_input_ids', 'masked_attention_mask')
