@@ -22,20 +22,28 @@ swapped to RGB when ``bgr_to_rgb``, then ``(x - mean) / std``; both are in ``dep
 H and W are fixed at export (Swin's windows and masks are laid out for one size): the network
 input of whole inference, or the crop size of slide inference.
 
-Exporter: torch's TorchScript-based exporter (``dynamo=False``) by default, opset 17; the
-dynamo exporter (``dynamo=True``, needs ``onnxscript``) also works but takes longer. The
-multi-scale deformable attention exports in its ``grid_sample`` form (ONNX ``GridSample``,
-opset >= 16), never mmcv's CUDA kernel or the ``embedding_bag`` gather (no ONNX operator), and
-the BSC's text-generated convolution as a sum of shifted products (a grouped convolution would
-fix the batch). Both forms equal the inference paths to float precision (tests).
+Exporter: torch's dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``, with
+``onnxscript``), opset 18, the batch a symbolic dimension. (The TorchScript exporter turns every
+size computed in Python into a constant, so its graphs only run at the traced batch size.) Where
+the model's inference code does not export, an equal form is traced instead, each tested
+against the original:
+
+* the multi-scale deformable attention: the ``grid_sample`` form (ONNX ``GridSample``, opset
+  >= 16), never mmcv's CUDA kernel or the ``embedding_bag`` gather (no ONNX operator);
+* the BSC's text-generated convolution: a sum of shifted products (ONNX ``Conv`` takes its
+  group count, here the batch size, as a constant);
+* mmseg Swin's ``window_reverse``, which computes the batch size with ``int()`` and so fixes it:
+  a reshape that leaves the batch to the graph (patched on the instances for the export only).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import os.path as osp
+import types
 from pathlib import Path
 
 import torch
@@ -50,6 +58,7 @@ __all__ = [
     'check_exportable',
     'export_onnx',
     'exported_shape',
+    'symbolic_batch_swin',
     'test_steps',
 ]
 
@@ -58,6 +67,7 @@ GRAPH_INPUTS = ('image', 'input_ids', 'attention_mask', 'masked_input_ids', 'mas
 #: The manifest written beside the graph.
 MANIFEST = 'deploy.json'
 MIN_OPSET = 16  # ONNX GridSample
+DEFAULT_OPSET = 18
 _EXAMPLE_TEXTS = ('the white storage tank at the bottom left', 'a small ship near the harbour')
 
 
@@ -106,7 +116,9 @@ def exported_shape(cfg: Config) -> tuple[int, int] | None:
     return tuple(int(v) for v in size) if size else None
 
 
-def check_exportable(cfg: Config, shape: tuple[int, int] | None = None, opset: int = 17) -> tuple:
+def check_exportable(
+    cfg: Config, shape: tuple[int, int] | None = None, opset: int = DEFAULT_OPSET
+) -> tuple:
     """Says why a config cannot be exported, before a model is built.
 
     Args:
@@ -133,6 +145,13 @@ def check_exportable(cfg: Config, shape: tuple[int, int] | None = None, opset: i
         if backbone.get('type') != 'BidirectionalFeatureExtractor':
             problems.append(
                 f"the backbone is {backbone.get('type')!r}, not 'BidirectionalFeatureExtractor'"
+            )
+        vision = str((backbone.get('vision') or {}).get('type'))
+        if vision.startswith('mmpretrain.'):
+            problems.append(
+                f'the vision backbone is {vision!r}, whose window_reverse fixes the batch size '
+                "in a trace (int() of a size); use mmseg's type='SwinTransformer' (the same "
+                'architecture; tools/model_converters/swin2btdnet.py output loads into both)'
             )
         if text_encoder.get('type') != 'BertTextEncoder':
             problems.append(
@@ -201,39 +220,35 @@ def _example_inputs(model: nn.Module, shape: tuple[int, int], batch: int = 2) ->
     return dict(image=image, **tokens)
 
 
-def _drop_initializer_identities(path: str) -> None:
-    """Let nodes read merged initializers directly instead of through ``Identity`` nodes.
+def _window_reverse(self, windows: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """mmseg ``ShiftWindowMSA.window_reverse`` without computing the batch size in Python.
 
-    The TorchScript exporter merges equal initializers (e.g. two norms still at their initial
-    ones) and hands the merged one to its other readers through ``Identity`` nodes. ONNX
-    Runtime 1.32's graph optimisations then lose such an Identity and refuse the model
-    ("... is not a graph input, initializer, or output of a previous node"). Reading the
-    initializer directly is the same graph without those nodes.
+    Args:
+        windows (Tensor): (num_windows * B, window, window, C).
+        height (int): Padded map height H.
+        width (int): Padded map width W.
+
+    Returns:
+        Tensor: (B, H, W, C).
     """
-    import onnx
+    size, channels = self.window_size, windows.shape[-1]
+    x = windows.view(-1, height // size, width // size, size, size, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels)
 
-    model = onnx.load(path)
-    graph = model.graph
-    initializers = {i.name for i in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    alias = {
-        node.output[0]: node.input[0]
-        for node in graph.node
-        if node.op_type == 'Identity'
-        and node.input[0] in initializers
-        and node.output[0] not in outputs
-    }
-    if not alias:
-        return
-    kept = [n for n in graph.node if not (n.op_type == 'Identity' and n.output[0] in alias)]
-    for node in kept:
-        for k, name in enumerate(node.input):
-            if name in alias:
-                node.input[k] = alias[name]
-    nodes = [copy.deepcopy(n) for n in kept]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.save(model, path)
+
+@contextlib.contextmanager
+def symbolic_batch_swin(model: nn.Module):
+    """Within the block, mmseg Swin's windows are reversed without fixing the batch size."""
+    from mmseg.models.backbones.swin import ShiftWindowMSA
+
+    patched = [m for m in model.modules() if isinstance(m, ShiftWindowMSA)]
+    for module in patched:
+        module.window_reverse = types.MethodType(_window_reverse, module)
+    try:
+        yield model
+    finally:
+        for module in patched:
+            del module.window_reverse
 
 
 def _run_session(path: str, inputs: dict) -> torch.Tensor:
@@ -249,8 +264,8 @@ def export_onnx(
     checkpoint: str,
     out_dir: str,
     shape: tuple[int, int] | None = None,
-    opset: int = 17,
-    dynamo: bool = False,
+    opset: int = DEFAULT_OPSET,
+    optimize: bool = True,
     int8: bool = False,
     overwrite: bool = False,
     cfg_options: dict | None = None,
@@ -268,8 +283,9 @@ def export_onnx(
         out_dir (str): Folder to write into; created if missing.
         shape (tuple[int, int], optional): (H, W) of the graph's image; default the config's
             network input (whole inference) or crop size (slide inference), which it must equal.
-        opset (int): ONNX opset (>= 16). Default 17.
-        dynamo (bool): Use torch's dynamo-based exporter instead of the TorchScript one.
+        opset (int): ONNX opset (>= 16). Default 18.
+        optimize (bool): Let the exporter optimise the graph (constant folding, fusions);
+            ONNX Runtime optimises it again when it loads it. Default True.
         int8 (bool): Also write ``model_int8.onnx``, ONNX Runtime's dynamic int8 quantisation
             (weights int8, activations quantised on the fly).
         overwrite (bool): Replace an existing ``model.onnx`` in ``out_dir``.
@@ -304,38 +320,25 @@ def export_onnx(
     names = [n for n in GRAPH_INPUTS if n in example]
     args = tuple(example[n] for n in names)
     print_log(
-        f'export: tracing {type(model).__name__} at {shape[0]} x {shape[1]} with the '
-        f'{"dynamo" if dynamo else "TorchScript"} exporter, opset {opset} ...',
+        f'export: tracing {type(model).__name__} at {shape[0]} x {shape[1]}, opset {opset} '
+        '(torch.export, then ONNX; minutes) ...',
         logger='current',
     )
-    with torch.no_grad():
+    batch = torch.export.Dim('batch', min=1, max=1024)
+    with torch.no_grad(), symbolic_batch_swin(model):
         expected = wrapper(*args)
-        if dynamo:
-            batch = torch.export.Dim('batch', min=1, max=1024)
-            torch.onnx.export(
-                wrapper,
-                args,
-                graph_path,
-                input_names=names,
-                output_names=['seg_logits'],
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes={n: {0: batch} for n in names},
-            )
-        else:
-            torch.onnx.export(
-                wrapper,
-                args,
-                graph_path,
-                input_names=names,
-                output_names=['seg_logits'],
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes={n: {0: 'batch'} for n in [*names, 'seg_logits']},
-            )
-    if not dynamo:
-        _drop_initializer_identities(graph_path)
+        torch.onnx.export(
+            wrapper,
+            args,
+            graph_path,
+            input_names=names,
+            output_names=['seg_logits'],
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            optimize=optimize,
+            dynamic_shapes={n: {0: batch} for n in names},
+        )
     onnx.checker.check_model(graph_path)
     text_encoder = model.backbone.text_encoder
     text_encoder.tokenizer.save_pretrained(out_dir)
@@ -380,7 +383,7 @@ def export_onnx(
             'then (x - mean) / std',
         ),
         opset=opset,
-        exporter='dynamo' if dynamo else 'torchscript',
+        exporter=f'torch.onnx.export(dynamo=True, optimize={optimize})',
         torch=torch.__version__,
         checkpoint=osp.basename(checkpoint),
         parity_on_export=parity,

@@ -209,14 +209,6 @@ class BidirectionalSpatialCorrelation(BaseModule):
         Returns:
             Tensor: (B, C, N) keys.
         """
-        if torch.onnx.is_in_onnx_export():
-            # TorchScript's ONNX export needs the kernel's shape, which a computed weight hides:
-            # one convolution per k, each on its own window (the same keys, tested).
-            keys = 0
-            for k, beta, conv in zip(self.l2v_kernels, self.l2v_beta, self.l2v_keys):
-                window = F.pad(tokens, ((k - 1) // 2, k // 2))
-                keys = keys + beta * F.conv1d(window, conv.weight, conv.bias)
-            return keys
         kmax = max(self.l2v_kernels)
         kmax_left = (kmax - 1) // 2
         weight, bias = 0, 0
