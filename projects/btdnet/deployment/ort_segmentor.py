@@ -107,7 +107,9 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
         if not osp.isfile(graph):
             raise FileNotFoundError(f'ONNX Runtime: {graph} named in {MANIFEST} is missing')
         model_cfg = config.model
-        super().__init__(data_preprocessor=model_cfg.get('data_preprocessor'))
+        preprocessor = model_cfg.get('data_preprocessor')
+        # Built from mmseg's registry (whatever the default scope), as BTDNet's is.
+        super().__init__(data_preprocessor=MODELS.build(preprocessor) if preprocessor else None)
         self.cfg = config
         self.dataset_meta = dict(DEFAULT_DATASET_META)
         self.manifest = manifest
