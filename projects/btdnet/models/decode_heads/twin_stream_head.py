@@ -37,8 +37,8 @@ class FgBgCrossEntropyLoss(nn.Module):
     cross-entropy averaged over the target pixels of the batch, L_bg averaged over the background
     pixels; pixels labelled ``ignore_index`` (padding) count in neither. A term without pixels is 0.
     Eq. 10 takes the log of O_fg and O_bg themselves and sums over pixels; the inner products of
-    Eq. 9 are not probabilities, so one shared softmax turns the pair into them, and the means
-    keep each term's scale independent of the image size and of the target's area.
+    Eq. 9 are not probabilities, so one shared softmax turns the pair into probabilities, and the
+    means keep each term's scale independent of the image size and of the target's area.
 
         loss = loss_weight * (lambda * L_fg + (1 - lambda) * L_bg)        (Eq. 11)
 
