@@ -148,17 +148,13 @@ def test_masked_text_is_bert_of_masked_sentence():
     torch.testing.assert_close(out['masked_text'], ref)
 
 
-def test_padding_length_does_not_change_outputs_and_eval_is_deterministic():
+def test_padding_length_does_not_change_outputs():
     model = build().eval().double()  # float64: a longer padding only changes rounding
     x = images().double()
     with torch.no_grad():
         a = model(x, samples())
-        again = model(x, samples())
         model.text_encoder.max_length = 27
         b = model(x, samples())
-    for va, vr in zip(a['visual'], again['visual']):
-        assert torch.equal(va, vr)
-    assert torch.equal(a['text'], again['text'])
     assert b['text'].shape == (2, 27, 32)
     for va, vb in zip(a['visual'], b['visual']):
         torch.testing.assert_close(va, vb, atol=1e-10, rtol=0)
