@@ -36,6 +36,9 @@ class FgBgCrossEntropyLoss(nn.Module):
     Per pixel, a 2-way softmax over (O_bg, O_fg) (channels 0 and 1 of the logits). L_fg is the
     cross-entropy averaged over the target pixels of the batch, L_bg averaged over the background
     pixels; pixels labelled ``ignore_index`` (padding) count in neither. A term without pixels is 0.
+    Eq. 10 takes the log of O_fg and O_bg themselves and sums over pixels; the inner products of
+    Eq. 9 are not probabilities, so one shared softmax turns the pair into probabilities, and the
+    means keep each term's scale independent of the image size and of the target's area.
 
         loss = loss_weight * (lambda * L_fg + (1 - lambda) * L_bg)        (Eq. 11)
 
@@ -43,7 +46,9 @@ class FgBgCrossEntropyLoss(nn.Module):
     ``loss_weight * lambda * L_fg``.
 
     Args:
-        fg_weight (float): lambda of Eq. 11 (0.6 by default; DESIGN.md).
+        fg_weight (float): lambda of Eq. 11, the weight of L_fg (0.6 by default). Sec. IV-B of the
+            paper calls lambda = 0.6 the weight of L_bg instead; that reading is
+            ``fg_weight=0.4`` (docs/paper_mapping.md).
         use_bg (bool): Whether the background term L_bg is used.
         loss_weight (float): Overall weight.
         loss_name (str): Key of the loss in the losses dict; must start with ``loss_``.
@@ -142,6 +147,10 @@ class TwinStreamHead(BaseDecodeHead):
       With ``use_prior_knowledge=False`` (Table VI, "without") L_m* = Delta and L_m is not read.
     * O_fg, O_bg = <I_proj(V_pred), R_proj(L_fg / L_bg)> / sqrt(C) (Eq. 9), at H/4; the loss and
       predict resize them to the label / input size. Logit channel 0 is O_bg, channel 1 is O_fg.
+
+    Departures from the paper: phi(V'_1) is a 1x1 conv C_1 -> C (the paper adds V'_1 itself, whose
+    width differs from V*'s); the inner product of Eq. 9 is divided by sqrt(C), as attention logits
+    are, so its scale does not grow with the width.
 
     ``forward`` returns a dict, so ``loss_by_feat`` / ``predict_by_feat`` are overridden; it also
     returns V* and L* (``visual_star``, ``text_star``) for the rephrase head (D-MOLS).

@@ -73,6 +73,14 @@ class BidirectionalSpatialCorrelation(BaseModule):
     Padding is respected: padded tokens take no weight in any softmax, are zeros inside the
     token windows, take no part in the InstanceNorm statistics, and come out unchanged.
 
+    Departures from the paper (Eq. 3 multiplies W_v, H_iW_i x k^2 C_i, with L_i, D x N, whose
+    sizes do not match): the learnable projections Q_k (text to k x k x C filters) and the conv1d
+    (token windows to C) make the products defined; the affinities are divided by sqrt(k^2 C) and
+    sqrt(C) and normalised by a softmax (over the real tokens for W_v2l, over the pixels for
+    W_l2v), as attention logits are; alpha_k and beta_k start at 1 / (number of k); both
+    InstanceNorms have learnable affine weights. Tests check the dynamic convolution against the
+    literal Unfold + matrix product of Eq. 2-3.
+
     Args:
         visual_channels (int): Channels C_i of the Swin stage.
         text_channels (int): Width D of BERT.

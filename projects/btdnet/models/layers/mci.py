@@ -21,8 +21,12 @@ where V* and L* of one round are the V_con and L'_4 of the next. This file holds
 * :class:`MultiScaleContextIntegration`: Eq. 5 (the phi projections and the flattening) followed by
   T rounds; returns V* and L* for the Fg-Bg predictor and the rephrase head.
 
-Residuals and LayerNorms around the attention blocks are our choice (the paper does not draw them);
-see DESIGN.md for the MCI width (256 by default; L'_4 is projected from the BERT width to it).
+Departures from the paper (docs/paper_mapping.md gives the reasons): each cross-attention and the
+FFN add their input back and are followed by a LayerNorm, as in a standard transformer decoder
+layer (the paper draws neither); a learnable embedding per level is added to V_con so that the
+attention can tell the levels apart; the width C is 256, not BERT's 768, and L'_4 is projected
+from 768 to it (at 768 the three rounds would cost 73 GFLOPs at 512 x 512 instead of 9.5); each of
+the T rounds has its own weights.
 """
 
 from __future__ import annotations
@@ -379,7 +383,9 @@ class MCILayer(BaseModule):
 
     ``L* = Proj(FFN(CrossAtt(L, V)))`` with the text as query, then
     ``V* = Proj(MSAttn(CrossAtt(V, L*)))`` with the visual tokens as query and the padding of L*
-    masked out. Each attention / FFN block has a residual and a LayerNorm after it.
+    masked out. Each cross-attention / FFN block has a residual and a LayerNorm after it (our
+    choice, the paper draws neither). MSAttn is deformable self-attention over the visual tokens
+    with its own residual (mmcv's ``identity``); the LayerNorm after it comes before Proj.
 
     Args:
         embed_dims (int): MCI width C.
@@ -464,13 +470,15 @@ class MultiScaleContextIntegration(BaseModule):
 
     Eq. 5: ``phi`` (a 1x1 conv per stage) reduces V'_2, V'_3, V'_4 to the MCI width C, and their
     tokens are concatenated into V_con (B, S, C), S = sum_i H_i W_i; a learnable embedding per level
-    tells the levels apart. L'_4 is projected from the text width D to C. Then T rounds of
+    (not in the paper) tells the levels apart. L'_4 (the paper's L'_n: the last BERT stage) is
+    projected from the text width D to C. Then T rounds of
     :class:`MCILayer` (Eq. 6-7), each round feeding its V*, L* to the next.
 
     Args:
         in_channels (Sequence[int]): Channels of V'_2, V'_3, V'_4 (Swin-B: 256, 512, 1024).
         text_channels (int): Width D of L'_4 (BERT-base: 768).
-        embed_dims (int): MCI width C (256 by default; DESIGN.md).
+        embed_dims (int): MCI width C (256 by default; the paper leaves it open, see the module
+            docstring).
         num_rounds (int): T, the number of MCI rounds.
         num_heads (int): Heads of the attentions.
         num_points (int): Sampling points of MSAttn per head and level.
