@@ -192,8 +192,10 @@ def test_tile_predictor_protocol(exported, pytorch_model):
         expected = pytorch_model._forward(data['inputs'], text=tokens)
     expected = F.interpolate(expected, size=(64, 64), mode='bilinear', align_corners=False)
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4, rtol=0)
-    with pytest.raises(ValueError, match=r'\(B, 64, 64, 3\).*\(3, 32, 32, 3\)'):
-        predictor(tiles[:, :32, :32], SENTENCES[0])
+    with pytest.raises(ValueError, match=r'the graph was exported for 64 x 64 .* 96 x 96'):
+        predictor(np.zeros((1, 96, 96, 3), np.uint8), SENTENCES[0])
+    with pytest.raises(ValueError, match=r'uint8 BGR tiles .* float32 \(3, 64, 64, 3\)'):
+        predictor(tiles.astype(np.float32), SENTENCES[0])
     with pytest.raises(ValueError, match='non-empty sentence'):
         predictor(tiles, '  ')
 

@@ -24,6 +24,7 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS, TRANSFORMS
+from mmseg.structures import SegDataSample
 from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
@@ -248,45 +249,54 @@ class ONNXRuntimeTilePredictor:
 
     ``predictor.tile_size`` is the exported (h, w); ``predictor(tiles, text)`` takes uint8 BGR
     tiles (B, h, w, 3) and one sentence, and returns float32 logits (B, 2, h, w) [O_bg, O_fg]
-    at tile size (the graph's H/4 logits resized bilinearly, as predict does). The sentence's
-    key phrase is found by the config's ``ExtractKeyPhraseSpans`` (when its test pipeline has
-    one) and it is tokenised once per sentence.
+    at tile size: the tiles go through the config's data preprocessor (which pads tiles smaller
+    than its ``size``) and :meth:`ONNXRuntimeSegmentor.encode_decode`, as the PyTorch tile
+    predictor runs ``BTDNet.encode_decode``. The sentence's key phrase is found by the config's
+    ``ExtractKeyPhraseSpans`` (when its test pipeline has one), once per sentence.
 
     Args:
         model (ONNXRuntimeSegmentor): The loaded model.
     """
 
+    backend = 'onnxruntime'
+
     def __init__(self, model: ONNXRuntimeSegmentor):
         self.model = model
         steps = [s for s in test_steps(model.cfg) if s.get('type') == 'ExtractKeyPhraseSpans']
         self._spans = TRANSFORMS.build(dict(steps[0])) if steps else None
-        self._cached = (None, None)
+        self._key_spans: dict[str, list] = {}
 
     @property
     def tile_size(self) -> tuple[int, int]:
         return self.model.input_shape
 
-    def _tokens(self, text: str, batch: int) -> dict[str, Tensor]:
-        if self._cached[0] != text:
-            meta = dict(text=text)
-            if self._spans is not None:
-                meta = self._spans(meta)
-            self._cached = (text, self.model.tokenize([meta]))
-        return {k: v.expand(batch, -1) for k, v in self._cached[1].items()}
+    def key_spans(self, text: str) -> list:
+        """Key-phrase character spans of ``text`` (computed once per sentence)."""
+        if text not in self._key_spans:
+            found = self._spans(dict(text=text))['key_spans'] if self._spans else []
+            self._key_spans[text] = found
+        return self._key_spans[text]
 
     def __call__(self, tiles: np.ndarray, text: str) -> np.ndarray:
         tiles = np.asarray(tiles)
-        if tiles.ndim != 4 or tiles.shape[3] != 3 or tuple(tiles.shape[1:3]) != self.tile_size:
+        if tiles.ndim != 4 or tiles.shape[3] != 3 or tiles.dtype != np.uint8:
             raise ValueError(
-                f'tile predictor: expected uint8 BGR tiles (B, {self.tile_size[0]}, '
-                f'{self.tile_size[1]}, 3), found {tiles.shape}'
+                f'tile predictor: expected uint8 BGR tiles (B, h, w, 3) of at most '
+                f'{self.tile_size}, found {tiles.dtype} {tiles.shape}'
             )
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f'tile predictor: expected a non-empty sentence, found {text!r}')
-        inputs = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)
-        data = self.model.data_preprocessor(dict(inputs=list(inputs)), False)
-        logits = self.model.run_graph(data['inputs'], self._tokens(text, len(tiles)))
-        logits = resize(
-            logits, size=self.tile_size, mode='bilinear', align_corners=self.model.align_corners
+        height, width = tiles.shape[1:3]
+        chw = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)
+        samples = [SegDataSample() for _ in range(len(tiles))]
+        data = self.model.data_preprocessor(dict(inputs=list(chw), data_samples=samples), False)
+        inputs = data['inputs']
+        meta = dict(
+            text=text,
+            key_spans=self.key_spans(text),
+            img_shape=(height, width),
+            ori_shape=(height, width),
+            pad_shape=tuple(inputs.shape[-2:]),
         )
-        return logits.cpu().numpy().astype(np.float32, copy=False)
+        logits = self.model.encode_decode(inputs, [meta] * len(tiles))
+        return logits[:, :, :height, :width].float().cpu().numpy()
