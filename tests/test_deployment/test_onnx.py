@@ -137,6 +137,7 @@ def test_saved_tokenizer_reloads_and_gives_the_same_ids(exported, pytorch_model)
 def test_inference_model_gives_the_same_results_through_onnxruntime(exported, pytorch_model, scene):
     ort_model = init_model(TINY, str(exported[0]), backend='onnxruntime')
     assert isinstance(ort_model, ONNXRuntimeSegmentor)
+    assert ort_model.dataset_meta == pytorch_model.dataset_meta  # kept in deploy.json
     ours = inference_model(ort_model, scene, SENTENCES)
     reference = inference_model(pytorch_model, scene, SENTENCES)
     for got, expected in zip(ours, reference, strict=True):

@@ -251,6 +251,14 @@ def symbolic_batch_swin(model: nn.Module):
             del module.window_reverse
 
 
+def _jsonable(value):
+    """``value`` with tuples as lists, or None when JSON cannot hold it."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def _max_difference(path: str, inputs: dict, expected: torch.Tensor) -> float:
     """Largest |ONNX Runtime - PyTorch| logit over the batch and over its first sample alone
     (a graph fixed to the traced batch size fails the second)."""
@@ -390,6 +398,7 @@ def export_onnx(
         exporter=f'torch.onnx.export(dynamo=True, optimize={optimize})',
         torch=torch.__version__,
         checkpoint=osp.basename(checkpoint),
+        dataset_meta=_jsonable(getattr(model, 'dataset_meta', None)),
         parity_on_export=parity,
     )
     with open(osp.join(out_dir, MANIFEST), 'w', encoding='utf-8') as f:

@@ -112,7 +112,9 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
         # Built from mmseg's registry (whatever the default scope), as BTDNet's is.
         super().__init__(data_preprocessor=MODELS.build(preprocessor) if preprocessor else None)
         self.cfg = config
-        self.dataset_meta = dict(DEFAULT_DATASET_META)
+        self.dataset_meta = dict(manifest.get('dataset_meta') or DEFAULT_DATASET_META)
+        if 'classes' in self.dataset_meta:  # a tuple in mmseg's metainfo, a list in JSON
+            self.dataset_meta['classes'] = tuple(self.dataset_meta['classes'])
         self.manifest = manifest
         self.test_cfg = ConfigDict(model_cfg.get('test_cfg') or dict(mode='whole'))
         self.align_corners = bool((model_cfg.get('decode_head') or {}).get('align_corners', False))
@@ -197,7 +199,7 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
         (logits,) = self.session.run(['seg_logits'], feeds)
         return torch.from_numpy(logits).to(image.device)
 
-    def inference(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:  # noqa: F811
+    def inference(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
         """mmseg's whole / slide inference, with the sentences tokenised once for all crops."""
         if len(batch_img_metas) != inputs.shape[0]:
             raise ValueError(
