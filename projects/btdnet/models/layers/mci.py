@@ -15,8 +15,8 @@ where V* and L* of one round are the V_con and L'_4 of the next. This file holds
   kernel only where mmcv was compiled with CUDA ops, and a pure-PyTorch path otherwise (CPU
   tensors, or CUDA tensors with a CPU-only mmcv build): :func:`ms_deform_attn_pytorch` (mmcv's
   ``multi_scale_deformable_attn_pytorch`` with a faster memory layout) when gradients are
-  recorded, :func:`ms_deform_attn_gather` (an ``embedding_bag`` gather) when not, or mmcv's own
-  function;
+  recorded or the model is exported to ONNX, :func:`ms_deform_attn_gather` (an ``embedding_bag``
+  gather) otherwise, or mmcv's own function;
 * :class:`MCILayer`: one round (Eq. 6-7);
 * :class:`MultiScaleContextIntegration`: Eq. 5 (the phi projections and the flattening) followed by
   T rounds; returns V* and L* for the Fg-Bg predictor and the rephrase head.
