@@ -313,3 +313,29 @@ def test_infer_py_onnxruntime_backend_single_and_csv(tmp_path, exported, scene):
     with open(tmp_path / 'onnxruntime' / 'res' / 'results.csv', newline='') as f:
         (row,) = list(csv.DictReader(f))
     assert not row['error'] and row['mask'].endswith('0_scene.png')
+
+
+def test_verify_onnx_compares_the_backends_on_a_split(exported, synthetic_rrsis_root, capsys):
+    tool = load_tool('deployment/verify_onnx.py')
+    argv = [TINY, str(CHECKPOINT), str(exported[0]), '--data-root', str(synthetic_rrsis_root)]
+    assert tool.main([*argv, '--threads', '1']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(('py', 'on'))}
+    assert set(rows) == {'pytorch', 'onnxruntime-fp32', 'onnxruntime-int8'}
+    oiou, miou, mask_iou, worst, diff = (float(v) for v in rows['onnxruntime-fp32'])
+    assert (oiou, miou) == tuple(float(v) for v in rows['pytorch'][:2])
+    assert mask_iou >= 0.99 and diff < 1e-4
+    assert tool.main([TINY, str(CHECKPOINT), str(synthetic_rrsis_root)]) == 1  # not an export
+    assert 'no deploy.json' in capsys.readouterr().err
+
+
+def test_benchmark_inference_checks_its_arguments_first(tmp_path):
+    tool = load_tool('analysis_tools/benchmark_inference.py')
+    args = tool.parse_args([TINY, '--random-init', '--work-dir', str(tmp_path)])
+    args.backends = 'before,eager'
+    with pytest.raises(SystemExit, match='--before-src DIR'):
+        tool.main_parent(args)
+    args.backends = 'eager,tensorrt'
+    with pytest.raises(SystemExit, match=r"unknown \['tensorrt'\]"):
+        tool.main_parent(args)
+    assert not any(tmp_path.iterdir())  # nothing built or exported

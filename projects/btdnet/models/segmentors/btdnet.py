@@ -168,7 +168,9 @@ class BTDNet(EncoderDecoder):
             del tokens['masked_input_ids'], tokens['masked_attention_mask']
         return tokens
 
-    def _batch_text(self, inputs: Tensor, samples, for_loss: bool) -> dict[str, Tensor]:
+    def _batch_text(
+        self, inputs: Tensor, samples: OptSampleList | list[dict], for_loss: bool
+    ) -> dict[str, Tensor]:
         """The backbone's token tensors for the batch, after checking one sentence per image."""
         if samples is None or len(samples) != inputs.shape[0]:
             found = None if samples is None else len(samples)
