@@ -179,24 +179,46 @@ def test_the_sentence_changes_the_prediction(model):
     assert not torch.allclose(a, b)
 
 
-def test_slide_inference_passes_the_text_to_every_crop(tiny_cfg, monkeypatch):
+def test_slide_inference_tokenises_once_and_passes_the_text_to_every_crop(tiny_cfg, monkeypatch):
     cfg = copy.deepcopy(tiny_cfg.model)
     cfg.test_cfg = dict(mode='slide', crop_size=(48, 48), stride=(16, 16))
     slide = _build(cfg).eval()
-    calls = []
-    forward = slide.backbone.forward
+    text_encoder = slide.backbone.text_encoder
+    calls, tokenised, encoded = [], [], []
+    forward, tokenize, encode = slide.backbone.forward, text_encoder.tokenize, text_encoder.forward
 
-    def spy(inputs, data_samples):
-        calls.append((tuple(inputs.shape[2:]), [s.metainfo['text'] for s in data_samples]))
-        return forward(inputs, data_samples)
+    def spy(inputs, **text):
+        calls.append((tuple(inputs.shape[2:]), text))
+        return forward(inputs, **text)
+
+    def spy_tokenize(texts, *args, **kwargs):
+        tokenised.append(list(texts))
+        return tokenize(texts, *args, **kwargs)
+
+    def spy_encode(input_ids, attention_mask):
+        encoded.append(input_ids)
+        return encode(input_ids, attention_mask)
 
     monkeypatch.setattr(slide.backbone, 'forward', spy)
+    monkeypatch.setattr(text_encoder, 'tokenize', spy_tokenize)
+    monkeypatch.setattr(text_encoder, 'forward', spy_encode)
     batch = _hand_batch(((96, 96), (80, 120)))
     texts = [s.metainfo['text'] for s in batch['data_samples']]
     with torch.no_grad():
         results = slide(**slide.data_preprocessor(batch, False), mode='predict')
+    assert tokenised == [texts]  # once per batch, not once per crop
+    assert len(encoded) == 1  # L_m (E_m through BERT) once for all crops
     assert len(calls) == 4  # 2 x 2 crops of 48 with stride 16 over 64 x 64
-    assert all(shape == (48, 48) and crop_texts == texts for shape, crop_texts in calls)
+    ids = text_encoder.tokenize(texts, [[[4, 22]], [[2, 12]]])
+    for shape, text in calls:
+        assert shape == (48, 48) and set(text) == {
+            'input_ids',
+            'attention_mask',
+            'masked_text',
+            'masked_attention_mask',
+        }
+        assert torch.equal(text['input_ids'], ids['input_ids'])
+        assert torch.equal(text['masked_attention_mask'], ids['masked_attention_mask'])
     for result, shape in zip(results, [(96, 96), (80, 120)]):
         assert result.pred_sem_seg.data.shape == (1, *shape)
         assert result.seg_logits.data.shape == (2, *shape)

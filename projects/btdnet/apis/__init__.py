@@ -1,5 +1,7 @@
 from .inference import (
+    BACKENDS,
     CheckpointMismatchError,
+    flush_denormals_on_cpu,
     inference_model,
     init_model,
     load_checkpoint_strict,
@@ -7,7 +9,9 @@ from .inference import (
 )
 
 __all__ = [
+    'BACKENDS',
     'CheckpointMismatchError',
+    'flush_denormals_on_cpu',
     'inference_model',
     'init_model',
     'load_checkpoint_strict',

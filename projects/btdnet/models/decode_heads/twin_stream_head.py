@@ -25,7 +25,7 @@ from ..layers.mci import MultiScaleContextIntegration, split_levels
 
 __all__ = ['FgBgCrossEntropyLoss', 'TwinStreamHead']
 
-#: Keys of the backbone's output that the head reads.
+#: Keys of the backbone's output that the head reads (the last two only with the prior).
 REQUIRED_INPUTS = ('visual', 'text', 'text_mask', 'masked_text', 'masked_mask')
 
 
@@ -322,7 +322,8 @@ class TwinStreamHead(BaseDecodeHead):
                 f'TwinStreamHead: expected the backbone output dict with keys {REQUIRED_INPUTS}, '
                 f'found {type(inputs).__name__}.'
             )
-        missing = [k for k in REQUIRED_INPUTS if k not in inputs]
+        required = REQUIRED_INPUTS if self.use_prior_knowledge else REQUIRED_INPUTS[:3]
+        missing = [k for k in required if k not in inputs]
         if missing:
             raise KeyError(
                 f'TwinStreamHead: backbone output lacks {missing}; it has {sorted(inputs)}.'
@@ -333,22 +334,29 @@ class TwinStreamHead(BaseDecodeHead):
                 f'found {inputs["text"].shape[-1]}.'
             )
 
-    def forward(self, inputs: dict) -> dict:
+    def forward(self, inputs: dict, need_visual_star: bool = True) -> dict:
         """T-BTD forward.
 
         Args:
             inputs (dict): The backbone's output: ``visual`` [V'_1..V'_4] each
                 (B, C_i, H/2^(i+1), W/2^(i+1)); ``text`` L'_4 (B, N, D); ``text_mask`` (B, N);
-                ``masked_text`` L_m (B, N, D); ``masked_mask`` (B, N).
+                with the prior also ``masked_text`` L_m (B, N, D) and ``masked_mask`` (B, N).
+            need_visual_star (bool): Whether all of V* is wanted (the rephrase head reads it in
+                training). False when only the logits are (``predict``, tensor mode): the last
+                MCI round then computes V* only for the stage-2 tokens the Fg-Bg predictor
+                reads (same logits, about a quarter less MSAttn). Default True.
 
         Returns:
-            dict: ``seg_logits`` (B, 2, H/4, W/4) [O_bg, O_fg]; ``visual_star`` V* (B, S, C);
-            ``text_star`` L* (B, N, C); ``text_mask`` (B, N); ``spatial_shapes`` of V*'s levels.
+            dict: ``seg_logits`` (B, 2, H/4, W/4) [O_bg, O_fg]; ``visual_star`` V* (B, S, C),
+            only its stage-2 tokens without ``need_visual_star``; ``text_star`` L* (B, N, C);
+            ``text_mask`` (B, N); ``spatial_shapes`` of V*'s levels.
         """
         self._check_inputs(inputs)
         visual = self._transform_inputs(inputs['visual'])
         text_mask = inputs['text_mask']
-        mci = self.mci(list(visual[1:]), inputs['text'], text_mask)
+        mci = self.mci(
+            list(visual[1:]), inputs['text'], text_mask, first_level_only=not need_visual_star
+        )
         visual_star, text_star = mci['visual'], mci['text']
         shapes = mci['spatial_shapes']
         stage2 = split_levels(visual_star[:, : shapes[0][0] * shapes[0][1]], shapes[:1])[0]
@@ -383,6 +391,13 @@ class TwinStreamHead(BaseDecodeHead):
         if isinstance(seg_logits, dict):
             seg_logits = seg_logits['seg_logits']
         return super().loss_by_feat(seg_logits, batch_data_samples)
+
+    def predict(self, inputs: dict, batch_img_metas: list[dict], test_cfg: ConfigType) -> Tensor:
+        """Logits (B, 2, H, W) at the input (or crop) size, from the lean forward.
+
+        As mmseg's ``BaseDecodeHead.predict``, with ``forward(inputs, need_visual_star=False)``.
+        """
+        return self.predict_by_feat(self.forward(inputs, need_visual_star=False), batch_img_metas)
 
     def predict_by_feat(self, seg_logits: dict | Tensor, batch_img_metas: list[dict]) -> Tensor:
         """Resizes [O_bg, O_fg] to the input (or, in slide inference, the crop) size.

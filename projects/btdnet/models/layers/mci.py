@@ -15,8 +15,8 @@ where V* and L* of one round are the V_con and L'_4 of the next. This file holds
   kernel only where mmcv was compiled with CUDA ops, and a pure-PyTorch path otherwise (CPU
   tensors, or CUDA tensors with a CPU-only mmcv build): :func:`ms_deform_attn_pytorch` (mmcv's
   ``multi_scale_deformable_attn_pytorch`` with a faster memory layout) when gradients are
-  recorded, :func:`ms_deform_attn_gather` (an ``embedding_bag`` gather) when not, or mmcv's own
-  function;
+  recorded or the model is exported to ONNX, :func:`ms_deform_attn_gather` (an ``embedding_bag``
+  gather) otherwise, or mmcv's own function;
 * :class:`MCILayer`: one round (Eq. 6-7);
 * :class:`MultiScaleContextIntegration`: Eq. 5 (the phi projections and the flattening) followed by
   T rounds; returns V* and L* for the Fg-Bg predictor and the rephrase head.
@@ -82,8 +82,12 @@ def select_ms_deform_attn_impl(device: torch.device) -> str:
 
     Returns:
         str: ``'mmcv_cuda'`` (mmcv's compiled kernel) for CUDA tensors when mmcv has CUDA ops,
-        otherwise ``'pytorch'`` (``multi_scale_deformable_attn_pytorch``, any device).
+        otherwise ``'pytorch'`` (``multi_scale_deformable_attn_pytorch``, any device). While a
+        model is exported to ONNX (``torch.onnx.is_in_onnx_export()``) always ``'pytorch'``:
+        the exported graph must not call mmcv's kernel, which ONNX does not know.
     """
+    if torch.onnx.is_in_onnx_export():
+        return 'pytorch'
     if torch.device(device).type == 'cuda' and mmcv_has_cuda_ops():
         return 'mmcv_cuda'
     return 'pytorch'
@@ -267,8 +271,8 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         dropout (float): Dropout on the output before the residual.
         im2col_step (int): Step of mmcv's CUDA kernel.
         pytorch_impl (str): The pure-PyTorch path: ``'btdnet'`` (faster:
-            :func:`ms_deform_attn_pytorch` when gradients are recorded,
-            :func:`ms_deform_attn_gather` when not) or ``'mmcv'`` (mmcv's
+            :func:`ms_deform_attn_pytorch` when gradients are recorded or the model is exported
+            to ONNX, :func:`ms_deform_attn_gather` otherwise) or ``'mmcv'`` (mmcv's
             ``multi_scale_deformable_attn_pytorch``).
     """
 
@@ -356,7 +360,10 @@ class MSDeformAttn(MultiScaleDeformableAttention):
                 value, shapes_t, starts, locations, weights, self.im2col_step
             )
         else:
-            if self.pytorch_impl == 'btdnet' and not torch.is_grad_enabled():
+            # The gather needs F.embedding_bag, which ONNX has no operator for: an export takes
+            # the grid_sample form (ONNX GridSample) instead.
+            gather = not torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export()
+            if self.pytorch_impl == 'btdnet' and gather:
                 # Coordinates at least in float32 (bfloat16 steps by 0.5 pixel from 64 on).
                 coord = torch.promote_types(locations.dtype, torch.float32)
                 out = ms_deform_attn_gather(value, shapes, locations.to(coord), weights.to(coord))
@@ -424,6 +431,7 @@ class MCILayer(BaseModule):
         text_mask: Tensor,
         reference_points: Tensor,
         spatial_shapes: Sequence[tuple[int, int]],
+        num_queries: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One round of Eq. 6-7.
 
@@ -433,9 +441,14 @@ class MCILayer(BaseModule):
             text_mask (Tensor): (B, N), 1 for real tokens.
             reference_points (Tensor): (B, S, num_levels, 2) token centres.
             spatial_shapes (Sequence[tuple[int, int]]): (H_l, W_l) of each level.
+            num_queries (int, optional): Compute V* for the first ``num_queries`` tokens only
+                (the last round at inference: the Fg-Bg predictor reads the stage-2 tokens).
+                Every token is still a value of MSAttn, so up to MSAttn's sampling all S tokens
+                are computed; the outputs for the kept tokens equal those of a full round.
+                Default None: all S.
 
         Returns:
-            tuple[Tensor, Tensor]: V* (B, S, C) and L* (B, N, C).
+            tuple[Tensor, Tensor]: V* (B, S, C), or (B, num_queries, C), and L* (B, N, C).
         """
         # Eq. 6: the text queries the multi-scale visual tokens.
         text = self.text_norm1(text + self.text_attn(text, visual))
@@ -443,7 +456,10 @@ class MCILayer(BaseModule):
         text_star = self.text_proj(text)
         # Eq. 7: every visual token queries L*, then multi-scale deformable self-attention.
         visual = self.visual_norm1(visual + self.visual_attn(visual, text_star, text_mask))
-        visual = self.ms_attn(visual, reference_points, spatial_shapes)
+        query, points = visual, reference_points
+        if num_queries is not None:
+            query, points = visual[:, :num_queries], reference_points[:, :num_queries]
+        visual = self.ms_attn(query, points, spatial_shapes, value=visual)
         visual_star = self.visual_proj(self.visual_norm2(visual))
         return visual_star, text_star
 
@@ -525,7 +541,11 @@ class MultiScaleContextIntegration(BaseModule):
         return points[None, :, None, :].expand(batch, -1, num_levels, -1)
 
     def forward(
-        self, visual: list[Tensor], text: Tensor, text_mask: Tensor
+        self,
+        visual: list[Tensor],
+        text: Tensor,
+        text_mask: Tensor,
+        first_level_only: bool = False,
     ) -> dict[str, Tensor | list[tuple[int, int]]]:
         """Eq. 5, then T rounds of Eq. 6-7.
 
@@ -533,10 +553,14 @@ class MultiScaleContextIntegration(BaseModule):
             visual (list[Tensor]): V'_2, V'_3, V'_4, each (B, C_i, H_i, W_i).
             text (Tensor): L'_4, (B, N, D).
             text_mask (Tensor): (B, N), 1 for real tokens.
+            first_level_only (bool): The last round computes V* for the first level's tokens
+                only (see :meth:`MCILayer.forward`); the earlier rounds are unchanged, as every
+                token of their V* is read by the next round. Default False.
 
         Returns:
-            dict: ``visual`` V* (B, S, C); ``text`` L* (B, N, C); ``spatial_shapes`` the
-            (H_i, W_i) of the levels, to split V* back into maps.
+            dict: ``visual`` V* (B, S, C), or (B, H_1 W_1, C) with ``first_level_only``;
+            ``text`` L* (B, N, C); ``spatial_shapes`` the (H_i, W_i) of the levels, to split
+            V* back into maps.
         """
         if len(visual) != self.num_levels:
             raise ValueError(
@@ -555,8 +579,10 @@ class MultiScaleContextIntegration(BaseModule):
         v = torch.cat(tokens, 1)  # V_con, (B, S, C)
         ref = self.reference_points(shapes, v.shape[0], self.num_levels, v.device, v.dtype)
         t = self.text_in_proj(text)
-        for layer in self.layers:
-            v, t = layer(v, t, text_mask, ref, shapes)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            keep = shapes[0][0] * shapes[0][1] if first_level_only and i == last else None
+            v, t = layer(v, t, text_mask, ref, shapes, num_queries=keep)
         return dict(visual=v, text=t, spatial_shapes=shapes)
 
 
