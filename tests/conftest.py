@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = dict(num_images=6, seed=0, size=96)
@@ -31,6 +32,14 @@ def load_tool(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _denormals_as_computed():
+    """``init_model`` flushes denormals process-wide on the CPU: no test module inherits it."""
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture(scope='session')

@@ -21,6 +21,7 @@ EXPECTED = {
         'BidirectionalSpatialCorrelation',
         'FgBgCrossEntropyLoss',
         'MultiScaleContextIntegration',
+        'ONNXRuntimeSegmentor',
         'RephraseHead',
         'TwinStreamHead',
     ],

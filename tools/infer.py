@@ -15,6 +15,10 @@ writes ``results/masks/<row>_<image>.png``, ``results/overlays/<row>_<image>.png
 error). A row that fails (unreadable image, empty sentence) is recorded with its error and the
 others go on; the exit status is 1 if any row failed.
 
+An exported model (``tools/deployment/pytorch2onnx.py CONFIG CKPT --out DIR``) runs through
+ONNX Runtime with ``--checkpoint DIR --backend onnxruntime`` (or ``onnxruntime-int8`` for its
+int8 copy), in both modes, with the same outputs.
+
 Masks are 8-bit PNGs at the image's original size, target = 255. ``fg_fraction`` (share of
 pixels the target wins) and ``fg_margin`` (mean target-minus-background logit over them) tell how
 strongly the model claims the target exists.
@@ -29,7 +33,7 @@ import mmcv
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from btdnet.apis import inference_model, init_model
+from btdnet.apis import BACKENDS, inference_model, init_model
 from btdnet.evaluation import safe_file_stem, write_mask_png
 from btdnet.visualization import overlay_from_sample
 
@@ -51,8 +55,16 @@ def parse_args(argv=None):
     parser.add_argument('image', nargs='?', help='image file (single mode)')
     parser.add_argument('sentence', nargs='?', help='referring sentence (single mode)')
     parser.add_argument('--config', required=True, help='model config file')
-    parser.add_argument('--checkpoint', required=True, help='trained checkpoint')
+    parser.add_argument(
+        '--checkpoint', required=True, help='trained checkpoint, or the exported folder (ONNX)'
+    )
     parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    parser.add_argument(
+        '--backend',
+        default='pytorch',
+        choices=BACKENDS,
+        help='pytorch (a .pth checkpoint) or onnxruntime[-int8] (an exported folder)',
+    )
     parser.add_argument('--out', help='single mode: write the mask PNG here')
     parser.add_argument('--overlay', help='single mode: write the overlay picture here')
     parser.add_argument('--csv', help='batch mode: CSV with columns image,sentence')
@@ -158,7 +170,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         model = init_model(
-            args.config, args.checkpoint, device=args.device, cfg_options=args.cfg_options
+            args.config,
+            args.checkpoint,
+            device=args.device,
+            cfg_options=args.cfg_options,
+            backend=args.backend,
         )
         return run_batch(model, args) if args.csv else run_single(model, args)
     except (OSError, ValueError, TypeError) as err:  # bad input: say what, without a traceback

@@ -9,6 +9,6 @@ from .utils import register_safe_checkpointing
 
 register_safe_checkpointing()
 
-from . import datasets, engine, evaluation, models, visualization  # noqa: E402,F401
+from . import datasets, deployment, engine, evaluation, models, visualization  # noqa: E402,F401
 
 __version__ = '0.1.0'

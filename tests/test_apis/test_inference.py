@@ -178,6 +178,18 @@ def test_file_that_is_not_a_checkpoint_is_refused(tmp_path):
         init_model(TINY, str(tmp_path / 'nope.pth'))
 
 
+def test_init_model_flushes_denormals_on_the_cpu_unless_told_not_to(checkpoint):
+    if not torch.set_flush_denormal(False):
+        pytest.skip('this CPU cannot flush denormals')
+    denormal = torch.tensor([1e-39])  # below float32's smallest normal number
+    init_model(TINY, str(checkpoint), flush_denormal=False)
+    assert (denormal * 1.0).item() > 0
+    init_model(TINY, str(checkpoint))
+    assert (denormal * 1.0).item() == 0  # process-global, as documented
+    torch.set_flush_denormal(False)
+    assert (denormal * 1.0).item() > 0
+
+
 def test_ddp_prefixed_state_dict_and_slide_mode(checkpoint, scene, tmp_path):
     state = torch.load(checkpoint, weights_only=True)['state_dict']
     wrapped = tmp_path / 'ddp.pth'

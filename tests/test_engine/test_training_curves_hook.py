@@ -1,7 +1,9 @@
 """TrainingCurvesHook draws a PNG and keeps its validation history across --resume."""
 
 import matplotlib.image as mpimg
-from toy_runner import toy_runner
+import pytest
+import torch
+from toy_runner import ToyDataset, toy_runner
 
 from btdnet.engine import TrainingCurvesHook
 
@@ -15,7 +17,15 @@ def test_curves_png_written_and_history_survives_resume(tmp_path):
     assert image.shape[0] > 100 and image.shape[1] > 300
     history = runner.message_hub.get_info('training_curves/val')
     assert [step for step, _ in history] == [2, 4]
-    assert all(0.0 < value <= 1.0 for _, value in history)
+    # Each point is the metric of the weights validated at that step (saved as iter_<step>.pth
+    # just before), recomputed here: 1 / (1 + mean squared error) over the 8 samples.
+    samples = [ToyDataset()[i] for i in range(8)]
+    inputs = torch.stack([s['inputs'] for s in samples])
+    targets = torch.stack([s['targets'] for s in samples])
+    for step, value in history:
+        weights = torch.load(tmp_path / f'iter_{step}.pth')['state_dict']
+        pred = inputs @ weights['linear.weight'][0] + weights['linear.bias'][0]
+        assert value == pytest.approx(1.0 / (1.0 + ((pred - targets) ** 2).mean().item()), rel=1e-6)
 
     png.unlink()
     resumed = toy_runner(tmp_path, max_iters=6, val_interval=2, custom_hooks=hook, resume=True)

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
 from btdnet.models.backbones import BidirectionalFeatureExtractor
 
@@ -54,12 +53,15 @@ def build(kind='mmseg', vision_kwargs=None, **kwargs):
 TEXTS = ['the red vehicle on the left', 'a pond']
 
 
-def samples(texts=TEXTS):
-    out = []
+def tokens(model, texts=TEXTS, with_masked=True):
+    """The token tensors the segmentor hands the extractor ('vehicle' is the key phrase)."""
+    spans = []
     for text in texts:
         start = text.find('vehicle')
-        spans = [(start, start + 7)] if start >= 0 else []
-        out.append(SegDataSample(metainfo=dict(text=text, key_spans=spans, img_path='x.png')))
+        spans.append([(start, start + 7)] if start >= 0 else [])
+    out = model.text_encoder.tokenize(texts, spans)
+    if not with_masked:
+        del out['masked_input_ids'], out['masked_attention_mask']
     return out
 
 
@@ -70,7 +72,7 @@ def images(b=2, size=64):
 @pytest.mark.parametrize('kind', ['mmseg', 'mmpretrain'])
 def test_output_shapes_and_gradients_reach_every_parameter(kind):
     model = build(kind).train()
-    out = model(images(), samples())
+    out = model(images(), **tokens(model))
     assert [tuple(v.shape) for v in out['visual']] == [
         (2, 16, 16, 16),
         (2, 32, 8, 8),
@@ -121,7 +123,7 @@ def test_without_bsc_equals_bare_swin_and_bert():
     model = build(bsc_stages=(False,) * 4).eval()
     x = images()
     with torch.no_grad():
-        out = model(x, samples())
+        out = model(x, **tokens(model))
         bare = model.vision(x)
         text = model.text_encoder(out['input_ids'], out['attention_mask'])
     for got, ref in zip(out['visual'], bare):
@@ -132,7 +134,7 @@ def test_without_bsc_equals_bare_swin_and_bert():
 def test_one_way_leaves_text_unchanged_and_updates_vision():
     model = build(one_way=True).eval()
     with torch.no_grad():
-        out = model(images(), samples())
+        out = model(images(), **tokens(model))
         plain = model.text_encoder(out['input_ids'], out['attention_mask'])
         bare = model.vision(images())
     torch.testing.assert_close(out['text'], plain)
@@ -142,23 +144,43 @@ def test_one_way_leaves_text_unchanged_and_updates_vision():
 def test_masked_text_is_bert_of_masked_sentence():
     model = build().eval()
     with torch.no_grad():
-        out = model(images(), samples())
-        tokens = model.text_encoder.tokenize(TEXTS, [[(8, 15)], []])
-        ref = model.text_encoder(tokens['masked_input_ids'], tokens['masked_attention_mask'])
+        out = model(images(), **tokens(model))
+        ids = model.text_encoder.tokenize(TEXTS, [[(8, 15)], []])
+        ref = model.text_encoder(ids['masked_input_ids'], ids['masked_attention_mask'])
     torch.testing.assert_close(out['masked_text'], ref)
 
 
-def test_padding_length_does_not_change_outputs_and_eval_is_deterministic():
+def test_masked_sentence_is_optional_or_taken_precomputed():
+    """Without E_m the outputs lack L_m and the rest is unchanged; a given L_m is used as is."""
+    model = build().eval().double()  # float64: batching E_m with E only changes rounding
+    x = images().double()
+    with torch.no_grad():
+        full = model(x, **tokens(model))
+        plain = model(x, **tokens(model, with_masked=False))
+        masked = tokens(model)
+        l_m = model.text_encoder(masked['masked_input_ids'], masked['masked_attention_mask'])
+        given = model(
+            x,
+            **tokens(model, with_masked=False),
+            masked_text=l_m,
+            masked_attention_mask=masked['masked_attention_mask'],
+        )
+    assert 'masked_text' not in plain and 'masked_mask' not in plain
+    for out in (plain, given):
+        for got, ref in zip(out['visual'], full['visual']):
+            torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
+        torch.testing.assert_close(out['text'], full['text'], atol=1e-10, rtol=0)
+    assert given['masked_text'] is l_m
+    torch.testing.assert_close(full['masked_text'], l_m, atol=1e-10, rtol=0)
+
+
+def test_padding_length_does_not_change_outputs():
     model = build().eval().double()  # float64: a longer padding only changes rounding
     x = images().double()
     with torch.no_grad():
-        a = model(x, samples())
-        again = model(x, samples())
+        a = model(x, **tokens(model))
         model.text_encoder.max_length = 27
-        b = model(x, samples())
-    for va, vr in zip(a['visual'], again['visual']):
-        assert torch.equal(va, vr)
-    assert torch.equal(a['text'], again['text'])
+        b = model(x, **tokens(model))
     assert b['text'].shape == (2, 27, 32)
     for va, vb in zip(a['visual'], b['visual']):
         torch.testing.assert_close(va, vb, atol=1e-10, rtol=0)
@@ -172,10 +194,11 @@ def test_padding_length_does_not_change_outputs_and_eval_is_deterministic():
 
 def test_clear_errors_for_bad_inputs_and_configs():
     model = build()
-    with pytest.raises(KeyError, match='no "text".*x.png|x.png.*text'):
-        model(images(1), [SegDataSample(metainfo=dict(img_path='x.png'))])
-    with pytest.raises(ValueError, match='2 images but 1'):
-        model(images(2), samples(['a car']))
+    with pytest.raises(ValueError, match=r'2 images but token ids \(1, 20\)'):
+        model(images(2), **tokens(model, ['a car']))
+    masked_ids = tokens(model)['masked_input_ids']
+    with pytest.raises(ValueError, match='masked_attention_mask is needed'):
+        model(images(2), **tokens(model, with_masked=False), masked_input_ids=masked_ids)
     with pytest.raises(ValueError, match='must agree'):
         build(bsc_stages=(True, True, True))
     with pytest.raises(ValueError, match='out_indices'):

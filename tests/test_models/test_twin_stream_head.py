@@ -179,12 +179,20 @@ def test_prior_knowledge_switch():
         )
 
 
-def test_eval_forward_is_deterministic_and_ignores_padding():
-    head = _head().eval()
+def test_eval_forward_turns_dropout_off_and_ignores_padding():
+    head = _head(attn_dropout=0.2)
     inputs = _inputs()
+    logits = {}
     with torch.no_grad():
-        first = head(inputs)['seg_logits']
-        torch.testing.assert_close(head(inputs)['seg_logits'], first, rtol=0, atol=0)
+        for mode in ('train', 'eval'):
+            getattr(head, mode)()
+            for seed in (0, 1):
+                torch.manual_seed(seed)
+                logits[mode, seed] = head(inputs)['seg_logits']
+    assert not torch.allclose(logits['train', 0], logits['train', 1])  # dropout on: can differ
+    first = logits['eval', 0]
+    torch.testing.assert_close(logits['eval', 1], first, rtol=0, atol=0)
+    with torch.no_grad():
         noisy = dict(inputs, text=inputs['text'].clone())
         noisy['text'][inputs['text_mask'] == 0] = 100.0
         torch.testing.assert_close(head(noisy)['seg_logits'], first)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from btdnet.engine import enable_amp, load_config
 
@@ -36,14 +37,22 @@ def test_launch_scripts_print_usage_without_arguments(script):
     assert 'usage:' in result.stderr
 
 
-def test_load_config_applies_work_dir_options_and_gloo(tmp_path):
+def test_load_config_applies_work_dir_options_and_backend(tmp_path):
     cfg = load_config(str(RUNTIME), {'log_level': 'DEBUG'}, None, 'pytorch')
     assert cfg.log_level == 'DEBUG'
     assert cfg.work_dir == './work_dirs/default_runtime'
-    assert cfg.env_cfg.dist_cfg.backend == 'gloo'  # this machine has no CUDA
+    # A torchrun launch keeps the config's nccl where CUDA is present, gloo where it is absent.
+    assert cfg.env_cfg.dist_cfg.backend == ('nccl' if torch.cuda.is_available() else 'gloo')
     cfg = load_config(str(RUNTIME), None, str(tmp_path), 'none')
     assert cfg.work_dir == str(tmp_path)
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+@pytest.mark.parametrize('cuda, backend', [(True, 'nccl'), (False, 'gloo')])
+def test_load_config_backend_follows_cuda(monkeypatch, cuda, backend):
+    """Both branches, whatever this machine has."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    assert load_config(str(RUNTIME), launcher='pytorch').env_cfg.dist_cfg.backend == backend
 
 
 def test_load_config_missing_file_names_it(tmp_path):
@@ -51,11 +60,30 @@ def test_load_config_missing_file_names_it(tmp_path):
         load_config(str(tmp_path / 'nope.py'))
 
 
-def test_enable_amp_sets_mixed_precision_wrapper():
+def _amp_wrapper():
     cfg = load_config(str(RUNTIME))
     cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4))
     enable_amp(cfg)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    # CPU machine: no bf16-capable GPU, so fp16 with dynamic loss scaling.
-    assert cfg.optim_wrapper.dtype == 'float16'
-    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    return cfg.optim_wrapper
+
+
+def _check_amp_dtype(wrapper, bf16: bool):
+    if bf16:  # no loss scaling needed
+        assert wrapper.dtype == 'bfloat16' and 'loss_scale' not in wrapper
+    else:
+        assert wrapper.dtype == 'float16' and wrapper.loss_scale == 'dynamic'
+
+
+def test_enable_amp_sets_mixed_precision_wrapper():
+    """bf16 where this machine's GPU supports it, fp16 with dynamic loss scaling otherwise."""
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    _check_amp_dtype(_amp_wrapper(), bf16)
+
+
+@pytest.mark.parametrize('cuda, bf16', [(True, True), (True, False), (False, False)])
+def test_enable_amp_dtype_follows_the_gpu(monkeypatch, cuda, bf16):
+    """Every branch, whatever this machine has."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *args, **kwargs: bf16)
+    _check_amp_dtype(_amp_wrapper(), cuda and bf16)

@@ -1,4 +1,9 @@
-"""Training through the launch scripts: 2-process DDP on CPU, kill-and-resume, the paper recipe."""
+"""Training through the launch scripts: 2-process DDP on CPU, kill-and-resume, the paper recipe.
+
+These runs use the CPU (gloo) path on every machine, a GPU machine included: two processes over
+nccl would need two GPUs, and the bitwise resume check needs CPU kernels (CUDA's atomic adds in
+backward passes are not deterministic).
+"""
 
 import json
 import os
@@ -6,11 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, MODELS
 
 import btdnet  # noqa: F401  (checkpoints load with weights_only=True)
 
@@ -39,7 +47,15 @@ def _options(data_root, max_iters, val_interval, ckpt_interval):
 
 
 def _env():
-    return dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    """CPU only (see the module docstring), one thread, tests/ importable (sigkill_hook)."""
+    path = os.pathsep.join(p for p in (str(ROOT / 'tests'), os.environ.get('PYTHONPATH')) if p)
+    return dict(
+        os.environ,
+        PYTHON=sys.executable,
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=path,
+    )
 
 
 def _final_val_metrics(work_dir: Path) -> dict:
@@ -55,6 +71,38 @@ def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def _val_scores_by_hand(checkpoint: Path, data_root: Path) -> dict:
+    """oIoU and mIoU (percent) of ``checkpoint`` on the val split, in this process, one thread.
+
+    Masks at the original size, I and U per sentence, oIoU = sum I / sum U, mIoU = mean I / U.
+    """
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(str(TINY))
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(torch.load(str(checkpoint))['state_dict'])
+    model.eval()
+    dataset = DATASETS.build(dict(cfg.val_dataloader.dataset, data_root=str(data_root)))
+    inter, union = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the training processes (OMP_NUM_THREADS=1)
+    try:
+        with torch.no_grad():
+            for k in range(len(dataset)):
+                data = model.data_preprocessor(pseudo_collate([dataset[k]]), False)
+                (result,) = model(**data, mode='predict')
+                pred = result.pred_sem_seg.data[0] > 0
+                gt = result.gt_sem_seg.data[0] > 0
+                inter.append(int((pred & gt).sum()))
+                union.append(int((pred | gt).sum()))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(inter) >= 2, 'the val split should hold several sentences'
+    return dict(
+        oIoU=100.0 * sum(inter) / sum(union),
+        mIoU=100.0 * sum(i / u if u else 0.0 for i, u in zip(inter, union)) / len(inter),
+    )
 
 
 def test_dist_train_two_cpu_processes(synthetic_rrsis_root, tmp_path):
@@ -74,8 +122,12 @@ def test_dist_train_two_cpu_processes(synthetic_rrsis_root, tmp_path):
     log = result.stdout + result.stderr
     assert 'Distributed training: True' in log
     assert "'world_size': 2" in log or 'GPU number: 2' in log or 'world_size: 2' in log
-    assert (work_dir / 'iter_4.pth').is_file()
-    assert 0.0 <= _final_val_metrics(work_dir)['oIoU'] <= 100.0
+    # The two ranks' validation at iteration 4, gathered, scores what one process scores with
+    # the same weights (iter_4.pth is saved before that validation runs).
+    metrics = _final_val_metrics(work_dir)
+    expected = _val_scores_by_hand(work_dir / 'iter_4.pth', synthetic_rrsis_root)
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-9), name
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(synthetic_rrsis_root, tmp_path):
@@ -92,23 +144,31 @@ def test_killed_run_resumes_to_the_uninterrupted_result(synthetic_rrsis_root, tm
         timeout=600,
     )
 
-    # Kill a second run (SIGKILL, nothing flushed) once its iteration-4 checkpoint is complete.
+    # A second run SIGKILLs itself (nothing flushed) right after its iteration-4 checkpoint:
+    # the same config plus tests/sigkill_hook.py's hook, which runs after the checkpoint hook.
+    base = Config.fromfile(str(TINY))
+    hooks = [dict(h) for h in base.get('custom_hooks', [])]
+    hooks.append(dict(type='SigkillAfterCheckpointHook', iteration=4))
+    killed_cfg = tmp_path / 'tiny_killed_after_iter_4.py'
+    killed_cfg.write_text(
+        f'_base_ = [{str(TINY)!r}]\n'
+        "custom_imports = dict(imports=['btdnet', 'sigkill_hook'], allow_failed_imports=False)\n"
+        f'custom_hooks = {hooks!r}\n'
+    )
     killed = tmp_path / 'killed'
-    proc = subprocess.Popen(
-        [*train, '--work-dir', str(killed), *options],
+    run = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'train.py'), str(killed_cfg)]
+        + ['--work-dir', str(killed), *options],
         env=_env(),
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    deadline = time.time() + 600
-    while not (killed / 'last_checkpoint').is_file() and proc.poll() is None:
-        assert time.time() < deadline, 'no checkpoint written in time'
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / 'iter_8.pth').exists(), 'the run finished before it could be killed'
+    assert run.returncode == -signal.SIGKILL, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (killed / 'iter_4.pth').is_file()
+    log = run.stdout + run.stderr
+    assert 'Iter(train) [4/8]' in log and 'Iter(train) [5/8]' not in log  # died in iteration 4
 
     subprocess.run(
         [*train, '--work-dir', str(killed), '--resume', *options],

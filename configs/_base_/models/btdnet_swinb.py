@@ -53,7 +53,7 @@ model = dict(
     decode_head=dict(
         type='TwinStreamHead',
         in_channels=(128, 256, 512, 1024),
-        channels=256,  # MCI width (DESIGN.md); 768 in configs/btdnet/*_mci768*.py
+        channels=256,  # MCI width (the paper leaves it open); 768 in configs/btdnet/*_mci768*.py
         text_channels=768,
         num_rounds=3,  # T
         num_heads=8,
@@ -61,7 +61,11 @@ model = dict(
         bg_pool_sizes=(1, 4),  # B = 5 background tokens (Table VI)
         use_prior_knowledge=True,  # Table VI "without" = False
         norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
-        loss_decode=dict(type='FgBgCrossEntropyLoss', fg_weight=0.6, use_bg=True),  # lambda
+        # lambda = fg_weight: L_ce = 0.6 L_fg + 0.4 L_bg, as Eq. 11 writes it (lambda on L_fg).
+        # Sec. IV-B instead calls lambda = 0.6 "the weight of L_bg"; that reading is
+        # fg_weight=0.4 (0.4 L_fg + 0.6 L_bg). We follow the equation, the paper's formal
+        # definition; docs/paper_mapping.md has both readings.
+        loss_decode=dict(type='FgBgCrossEntropyLoss', fg_weight=0.6, use_bg=True),
     ),
     # Dual-Modal Object Learning (Eq. 12-14): rephrase head, eta = loss_weight; None = without L_re.
     rephrase_head=dict(

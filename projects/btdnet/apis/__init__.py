@@ -1,5 +1,7 @@
 from .inference import (
+    BACKENDS,
     CheckpointMismatchError,
+    flush_denormals_on_cpu,
     inference_model,
     init_model,
     load_checkpoint_strict,
@@ -14,8 +16,10 @@ from .sentence_swap import (
 )
 
 __all__ = [
+    'BACKENDS',
     'SWAP_SUBSETS',
     'CheckpointMismatchError',
+    'flush_denormals_on_cpu',
     'inference_model',
     'init_model',
     'load_checkpoint_strict',

@@ -137,21 +137,57 @@ def _strip_init_cfg(cfg) -> None:
             _strip_init_cfg(value)
 
 
+BACKENDS = ('pytorch', 'onnxruntime', 'onnxruntime-int8')
+
+
+def flush_denormals_on_cpu(device: str | torch.device) -> bool:
+    """Treat denormal floats as zero in this process's CPU arithmetic (``torch`` only).
+
+    Swin's shifted-window mask (-100 on the attention logits) leaves softmax weights of about
+    e^-100, below float32's normal range, and x86 CPUs compute on such numbers many times
+    slower; flushing them to zero leaves BTDNet's outputs unchanged to float32 precision.
+
+    The setting is **process-global** (``torch.set_flush_denormal``): every later CPU
+    computation of this process flushes, other models and training included. It holds for the
+    calling thread and the threads it starts afterwards, so call it before other CPU work when
+    torch runs on several threads. Undo it with ``torch.set_flush_denormal(False)``.
+
+    Args:
+        device (str | torch.device): Does nothing unless it is the CPU.
+
+    Returns:
+        bool: Whether flushing is now on (False on CPUs without the SSE3 control bits).
+    """
+    if torch.device(device).type != 'cpu':
+        return False
+    return bool(torch.set_flush_denormal(True))
+
+
 def init_model(
     config: str | Path | Config,
     checkpoint: str | None = None,
     device: str = 'cpu',
     cfg_options: dict | None = None,
+    backend: str = 'pytorch',
+    flush_denormal: bool = True,
 ) -> nn.Module:
     """Build a BTDNet from a config and load its weights, ready for :func:`inference_model`.
 
     Args:
         config (str | Path | Config): Config file or object.
         checkpoint (str, optional): Checkpoint to load. None keeps random weights (a warning is
-            logged): useful for smoke tests only.
+            logged): useful for smoke tests only. With an ONNX Runtime backend, the folder
+            ``tools/deployment/pytorch2onnx.py`` wrote (``model.onnx``, tokenizer).
         device (str): ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ... Default ``'cpu'``.
         cfg_options (dict, optional): Overrides merged into the config (e.g.
             ``{'model.test_cfg.mode': 'slide'}``).
+        backend (str): ``'pytorch'``; ``'onnxruntime'`` (the exported ``model.onnx``) or
+            ``'onnxruntime-int8'`` (its dynamically quantised ``model_int8.onnx``), which give
+            a :class:`btdnet.deployment.ONNXRuntimeSegmentor` that :func:`inference_model` takes
+            alike. Default ``'pytorch'``.
+        flush_denormal (bool): On the CPU, flush denormal floats to zero for speed (see
+            :func:`flush_denormals_on_cpu`: PyTorch's switch is **process-global**; ONNX
+            Runtime's is per session). False leaves the process as it is. Default True.
 
     Returns:
         nn.Module: The model in eval mode, with ``model.cfg`` (the config) and
@@ -159,9 +195,11 @@ def init_model(
 
     Raises:
         FileNotFoundError: The config or the checkpoint file does not exist.
-        ValueError: The checkpoint file is not a checkpoint.
+        ValueError: The checkpoint file is not a checkpoint, or ``backend`` is unknown.
         CheckpointMismatchError: The checkpoint does not fit the config's model.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f'init_model: backend must be one of {BACKENDS}, found {backend!r}')
     if isinstance(config, (str, Path)):
         if not osp.isfile(config):
             raise FileNotFoundError(f'init_model: expected a config file, found no file {config}')
@@ -176,6 +214,22 @@ def init_model(
     _strip_init_cfg(config.model)
     config.model.train_cfg = None
     init_default_scope(config.get('default_scope', 'mmseg'))
+    if backend != 'pytorch':
+        from ..deployment import ONNXRuntimeSegmentor
+
+        if checkpoint is None:
+            raise ValueError(
+                f'init_model: backend {backend!r} needs the exported folder as checkpoint'
+            )
+        return ONNXRuntimeSegmentor(
+            checkpoint,
+            config,
+            device=device,
+            precision='int8' if backend.endswith('int8') else 'fp32',
+            flush_denormal=flush_denormal,
+        )
+    if flush_denormal:
+        flush_denormals_on_cpu(device)
 
     model = MODELS.build(config.model)
     model.dataset_meta = dict(DEFAULT_DATASET_META)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
-from mmseg.utils import ConfigType, SampleList
+from mmseg.utils import ConfigType
 from torch import Tensor
 
 _CONVERTER = 'tools/model_converters/swin2btdnet.py'
@@ -43,8 +43,10 @@ class BidirectionalFeatureExtractor(BaseModule):
     BSC sits on each stage's output before patch merging (as LAVT's PWAM): patch merging passes
     the fused V'_i (not normalised) to stage i + 1, and the decoder reads ``norm_i(V'_i)``. A
     stage without BSC passes V_i and L_i unchanged; with ``one_way`` L_i passes unchanged and only
-    V_i is updated. Besides, the masked sentence E_m runs through the whole BERT without BSC to
-    give L_m (batched with E through each BERT stage; only E's rows go through the BSCs).
+    V_i is updated. Besides, the masked sentence E_m, when given, runs through the whole BERT
+    without BSC to give L_m (batched with E through each BERT stage; only E's rows go through the
+    BSCs). The sentences come in as token ids (the segmentor tokenises them); the extractor
+    reads tensors only.
 
     ``vision`` is a Swin built from its own config, either mmpretrain's
     (``type='mmpretrain.SwinTransformer'``) or mmseg's (``type='SwinTransformer'``); its out
@@ -170,60 +172,74 @@ class BidirectionalFeatureExtractor(BaseModule):
                 x = x + vision.absolute_pos_embed
         return vision.drop_after_pos(x), hw_shape
 
-    def _samples_text(self, data_samples: SampleList) -> tuple[list[str], list]:
-        texts, spans = [], []
-        for i, sample in enumerate(data_samples):
-            meta = sample.metainfo
-            if 'text' not in meta:
-                raise KeyError(
-                    f'BidirectionalFeatureExtractor: data sample {i} '
-                    f'({meta.get("img_path", "no img_path")}) has no "text" in its metainfo; '
-                    "add 'text' to PackSegInputs' meta_keys."
-                )
-            texts.append(meta['text'])
-            spans.append(list(meta.get('key_spans', []) or []))
-        return texts, spans
+    def forward(
+        self,
+        inputs: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        masked_input_ids: Tensor | None = None,
+        masked_attention_mask: Tensor | None = None,
+        masked_text: Tensor | None = None,
+    ) -> dict:
+        """Extract fused visual and text features from images and token ids.
 
-    def forward(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """Extract fused visual and text features.
+        The sentences arrive tokenised (``BTDNet.tokenize``): the extractor reads tensors only,
+        as mmseg backbones do, so the tensor mode can be traced and exported. L_m, the masked
+        sentence E_m through the whole BERT, is computed here (batched with E through each BERT
+        stage) when ``masked_input_ids`` is given, taken as is when ``masked_text`` is (slide
+        inference encodes it once for all crops), and left out when neither is (no prior
+        knowledge at inference: nothing reads it).
 
         Args:
             inputs (Tensor): (B, 3, H, W) normalised images.
-            data_samples (list[SegDataSample]): B samples; ``metainfo['text']`` (str) and
-                optionally ``metainfo['key_spans']`` (character spans of the key phrase).
+            input_ids (Tensor): (B, N) token ids of the sentences E.
+            attention_mask (Tensor): (B, N), 1 for real tokens, 0 for padding.
+            masked_input_ids (Tensor, optional): (B, N) token ids of E_m.
+            masked_attention_mask (Tensor, optional): (B, N) mask of E_m; required with
+                ``masked_input_ids`` or ``masked_text``.
+            masked_text (Tensor, optional): (B, N, D) L_m computed beforehand.
 
         Returns:
             dict: ``visual`` (list of 4 Tensors (B, C_i, H / 2^(i+1), W / 2^(i+1)), i = 1..4:
             ``norm_i(V'_i)``), ``text`` (B, N, D) L'_4, ``text_mask`` (B, N) long (1 = real
-            token), ``masked_text`` (B, N, D) L_m, ``masked_mask`` (B, N) long, ``input_ids``
-            (B, N) and ``attention_mask`` (B, N) of E (for L_0 in the segmentor).
+            token), ``input_ids`` (B, N) and ``attention_mask`` (B, N) of E (for L_0 in the
+            segmentor); with E_m also ``masked_text`` (B, N, D) L_m and ``masked_mask`` (B, N).
         """
-        if len(data_samples) != inputs.shape[0]:
-            raise ValueError(
-                f'BidirectionalFeatureExtractor: {inputs.shape[0]} images but '
-                f'{len(data_samples)} data samples.'
-            )
-        texts, spans = self._samples_text(data_samples)
-        tokens = self.text_encoder.tokenize(texts, spans, device=inputs.device)
-        text_mask = tokens['attention_mask']
         num = inputs.shape[0]
+        if input_ids.shape[0] != num or attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f'BidirectionalFeatureExtractor: {num} images but token ids '
+                f'{tuple(input_ids.shape)} and attention mask {tuple(attention_mask.shape)}; '
+                'expected one (N,) row of each per image.'
+            )
+        with_masked = masked_input_ids is not None or masked_text is not None
+        if with_masked and masked_attention_mask is None:
+            raise ValueError(
+                'BidirectionalFeatureExtractor: masked_attention_mask is needed with the masked '
+                'sentence E_m (masked_input_ids or masked_text).'
+            )
+        text_mask = attention_mask
+        batched = masked_text is None and masked_input_ids is not None
 
         x, hw_shape = self._patch_embed(inputs)
         # E (rows :num) and E_m (rows num:) go through each BERT stage as one batch: at 20
         # tokens a BERT layer costs about the reading of its weights, so two sentences cost
         # little more than one. Only E's rows pass through the BSCs.
-        both_mask = torch.cat([text_mask, tokens['masked_attention_mask']])
-        both = self.text_encoder.embed(torch.cat([tokens['input_ids'], tokens['masked_input_ids']]))
+        if batched:
+            text_mask = torch.cat([attention_mask, masked_attention_mask])
+            text = self.text_encoder.embed(torch.cat([input_ids, masked_input_ids]))
+        else:
+            text = self.text_encoder.embed(input_ids)
         outs = []
         for i, stage in enumerate(self.vision.stages):
             for block in stage.blocks:
                 x = block(x, hw_shape)
-            both = self.text_encoder.forward_stage(i, both, both_mask)
+            text = self.text_encoder.forward_stage(i, text, text_mask)
             b, _, c = x.shape
             if not isinstance(self.bsc[i], nn.Identity):
                 visual = x.transpose(1, 2).reshape(b, c, *hw_shape)
-                visual, text = self.bsc[i](visual, both[:num], text_mask)
-                both = torch.cat([text, both[num:]])
+                visual, fused = self.bsc[i](visual, text[:num], attention_mask)
+                text = torch.cat([fused, text[num:]]) if batched else fused
                 # Back to Swin's (B, HW, C). BSC returns V' channels-last, so this is a view;
                 # .contiguous() only guards against a strided view slowing every next block.
                 x = visual.flatten(2).transpose(1, 2).contiguous()
@@ -232,13 +248,14 @@ class BidirectionalFeatureExtractor(BaseModule):
             if stage.downsample is not None:
                 x, hw_shape = stage.downsample(x, hw_shape)
 
-        text, masked_text = both[:num], both[num:]
-        return dict(
+        feats = dict(
             visual=outs,
-            text=text,
-            text_mask=text_mask,
-            masked_text=masked_text,
-            masked_mask=tokens['masked_attention_mask'],
-            input_ids=tokens['input_ids'],
-            attention_mask=text_mask,
+            text=text[:num],
+            text_mask=attention_mask,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
         )
+        if with_masked:
+            feats['masked_text'] = text[num:] if batched else masked_text
+            feats['masked_mask'] = masked_attention_mask
+        return feats

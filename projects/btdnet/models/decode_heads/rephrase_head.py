@@ -35,8 +35,12 @@ class RephraseHead(BaseDecodeHead):
     which regresses the stop-gradient BERT output L_0 of the unmasked sentence. Each attention / FFN
     block has a residual and a LayerNorm after it.
 
-    The squared error is averaged over the real tokens of the sentence and over the D channels
-    (``F.mse_loss``-style); Eq. 13's sum over channels would be D times larger.
+    Departures from the paper: the residuals, LayerNorms and FFN of a transformer decoder layer
+    (the paper names a transformer decoder but writes only the two attentions), and the
+    projections of L_m (D -> C) and of the output (C -> D) that let the decoder run at the MCI
+    width and compare with L_0 at BERT's. The squared error is averaged over the real tokens of
+    the sentence and over the D channels (``F.mse_loss``-style); Eq. 13's sum over channels would
+    be D times larger, so eta acts as eta / D on Eq. 13 as written.
 
     Args:
         in_channels (int): MCI width C of V* and L*.

@@ -25,7 +25,7 @@ from ..layers.mci import MultiScaleContextIntegration, split_levels
 
 __all__ = ['FgBgCrossEntropyLoss', 'TwinStreamHead']
 
-#: Keys of the backbone's output that the head reads.
+#: Keys of the backbone's output that the head reads (the last two only with the prior).
 REQUIRED_INPUTS = ('visual', 'text', 'text_mask', 'masked_text', 'masked_mask')
 
 
@@ -36,6 +36,9 @@ class FgBgCrossEntropyLoss(nn.Module):
     Per pixel, a 2-way softmax over (O_bg, O_fg) (channels 0 and 1 of the logits). L_fg is the
     cross-entropy averaged over the target pixels of the batch, L_bg averaged over the background
     pixels; pixels labelled ``ignore_index`` (padding) count in neither. A term without pixels is 0.
+    Eq. 10 takes the log of O_fg and O_bg themselves and sums over pixels; the inner products of
+    Eq. 9 are not probabilities, so one shared softmax turns the pair into probabilities, and the
+    means keep each term's scale independent of the image size and of the target's area.
 
         loss = loss_weight * (lambda * L_fg + (1 - lambda) * L_bg)        (Eq. 11)
 
@@ -43,7 +46,9 @@ class FgBgCrossEntropyLoss(nn.Module):
     ``loss_weight * lambda * L_fg``.
 
     Args:
-        fg_weight (float): lambda of Eq. 11 (0.6 by default; DESIGN.md).
+        fg_weight (float): lambda of Eq. 11, the weight of L_fg (0.6 by default). Sec. IV-B of the
+            paper calls lambda = 0.6 the weight of L_bg instead; that reading is
+            ``fg_weight=0.4`` (docs/paper_mapping.md).
         use_bg (bool): Whether the background term L_bg is used.
         loss_weight (float): Overall weight.
         loss_name (str): Key of the loss in the losses dict; must start with ``loss_``.
@@ -142,6 +147,10 @@ class TwinStreamHead(BaseDecodeHead):
       With ``use_prior_knowledge=False`` (Table VI, "without") L_m* = Delta and L_m is not read.
     * O_fg, O_bg = <I_proj(V_pred), R_proj(L_fg / L_bg)> / sqrt(C) (Eq. 9), at H/4; the loss and
       predict resize them to the label / input size. Logit channel 0 is O_bg, channel 1 is O_fg.
+
+    Departures from the paper: phi(V'_1) is a 1x1 conv C_1 -> C (the paper adds V'_1 itself, whose
+    width differs from V*'s); the inner product of Eq. 9 is divided by sqrt(C), as attention logits
+    are, so its scale does not grow with the width.
 
     ``forward`` returns a dict, so ``loss_by_feat`` / ``predict_by_feat`` are overridden; it also
     returns V* and L* (``visual_star``, ``text_star``) for the rephrase head (D-MOLS).
@@ -313,7 +322,8 @@ class TwinStreamHead(BaseDecodeHead):
                 f'TwinStreamHead: expected the backbone output dict with keys {REQUIRED_INPUTS}, '
                 f'found {type(inputs).__name__}.'
             )
-        missing = [k for k in REQUIRED_INPUTS if k not in inputs]
+        required = REQUIRED_INPUTS if self.use_prior_knowledge else REQUIRED_INPUTS[:3]
+        missing = [k for k in required if k not in inputs]
         if missing:
             raise KeyError(
                 f'TwinStreamHead: backbone output lacks {missing}; it has {sorted(inputs)}.'
@@ -324,22 +334,29 @@ class TwinStreamHead(BaseDecodeHead):
                 f'found {inputs["text"].shape[-1]}.'
             )
 
-    def forward(self, inputs: dict) -> dict:
+    def forward(self, inputs: dict, need_visual_star: bool = True) -> dict:
         """T-BTD forward.
 
         Args:
             inputs (dict): The backbone's output: ``visual`` [V'_1..V'_4] each
                 (B, C_i, H/2^(i+1), W/2^(i+1)); ``text`` L'_4 (B, N, D); ``text_mask`` (B, N);
-                ``masked_text`` L_m (B, N, D); ``masked_mask`` (B, N).
+                with the prior also ``masked_text`` L_m (B, N, D) and ``masked_mask`` (B, N).
+            need_visual_star (bool): Whether all of V* is wanted (the rephrase head reads it in
+                training). False when only the logits are (``predict``, tensor mode): the last
+                MCI round then computes V* only for the stage-2 tokens the Fg-Bg predictor
+                reads (same logits, about a quarter less MSAttn). Default True.
 
         Returns:
-            dict: ``seg_logits`` (B, 2, H/4, W/4) [O_bg, O_fg]; ``visual_star`` V* (B, S, C);
-            ``text_star`` L* (B, N, C); ``text_mask`` (B, N); ``spatial_shapes`` of V*'s levels.
+            dict: ``seg_logits`` (B, 2, H/4, W/4) [O_bg, O_fg]; ``visual_star`` V* (B, S, C),
+            only its stage-2 tokens without ``need_visual_star``; ``text_star`` L* (B, N, C);
+            ``text_mask`` (B, N); ``spatial_shapes`` of V*'s levels.
         """
         self._check_inputs(inputs)
         visual = self._transform_inputs(inputs['visual'])
         text_mask = inputs['text_mask']
-        mci = self.mci(list(visual[1:]), inputs['text'], text_mask)
+        mci = self.mci(
+            list(visual[1:]), inputs['text'], text_mask, first_level_only=not need_visual_star
+        )
         visual_star, text_star = mci['visual'], mci['text']
         shapes = mci['spatial_shapes']
         stage2 = split_levels(visual_star[:, : shapes[0][0] * shapes[0][1]], shapes[:1])[0]
@@ -374,6 +391,13 @@ class TwinStreamHead(BaseDecodeHead):
         if isinstance(seg_logits, dict):
             seg_logits = seg_logits['seg_logits']
         return super().loss_by_feat(seg_logits, batch_data_samples)
+
+    def predict(self, inputs: dict, batch_img_metas: list[dict], test_cfg: ConfigType) -> Tensor:
+        """Logits (B, 2, H, W) at the input (or crop) size, from the lean forward.
+
+        As mmseg's ``BaseDecodeHead.predict``, with ``forward(inputs, need_visual_star=False)``.
+        """
+        return self.predict_by_feat(self.forward(inputs, need_visual_star=False), batch_img_metas)
 
     def predict_by_feat(self, seg_logits: dict | Tensor, batch_img_metas: list[dict]) -> Tensor:
         """Resizes [O_bg, O_fg] to the input (or, in slide inference, the crop) size.

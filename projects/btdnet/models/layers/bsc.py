@@ -73,6 +73,14 @@ class BidirectionalSpatialCorrelation(BaseModule):
     Padding is respected: padded tokens take no weight in any softmax, are zeros inside the
     token windows, take no part in the InstanceNorm statistics, and come out unchanged.
 
+    Departures from the paper (Eq. 3 multiplies W_v, H_iW_i x k^2 C_i, with L_i, D x N, whose
+    sizes do not match): the learnable projections Q_k (text to k x k x C filters) and the conv1d
+    (token windows to C) make the products defined; the affinities are divided by sqrt(k^2 C) and
+    sqrt(C) and normalised by a softmax (over the real tokens for W_v2l, over the pixels for
+    W_l2v), as attention logits are; alpha_k and beta_k start at 1 / (number of k); both
+    InstanceNorms have learnable affine weights. Tests check the dynamic convolution against the
+    literal Unfold + matrix product of Eq. 2-3.
+
     Args:
         visual_channels (int): Channels C_i of the Swin stage.
         text_channels (int): Width D of BERT.
@@ -170,6 +178,21 @@ class BidirectionalSpatialCorrelation(BaseModule):
             f = proj(text).view(b, n, c, k, k) * (alpha / math.sqrt(k * k * c))
             pad = (kmax - k) // 2
             filters = filters + F.pad(f, (pad, pad, pad, pad))
+        if torch.onnx.is_in_onnx_export():
+            # ONNX's Conv takes the group count as a constant, which would fix the batch size of
+            # the graph. The same correlation: every filter tap of every token dotted with every
+            # pixel in one product (B, N k^2, HW), then the k^2 tap maps shifted into place and
+            # summed (N channels each, not C). Equal to the grouped convolution (tested).
+            half = kmax // 2
+            taps = filters.permute(0, 1, 3, 4, 2).reshape(b, n * kmax * kmax, c)
+            taps = (taps @ visual.reshape(b, c, h * w)).view(b, n, kmax, kmax, h, w)
+            taps = F.pad(taps, (half, half, half, half))
+            out = 0
+            for i in range(kmax):
+                for j in range(kmax):
+                    # output pixel p takes tap (i, j) of pixel p + (i, j) - half
+                    out = out + taps[:, :, i, j, i : i + h, j : j + w]
+            return out
         # groups=B: sample b is convolved with its own N filters only. Filters in the memory
         # format of the input, else the convolution first converts the whole feature map. (A
         # channels-last input stays so only at B = 1, inference; for B > 1 the reshape into

@@ -15,14 +15,18 @@ where V* and L* of one round are the V_con and L'_4 of the next. This file holds
   kernel only where mmcv was compiled with CUDA ops, and a pure-PyTorch path otherwise (CPU
   tensors, or CUDA tensors with a CPU-only mmcv build): :func:`ms_deform_attn_pytorch` (mmcv's
   ``multi_scale_deformable_attn_pytorch`` with a faster memory layout) when gradients are
-  recorded, :func:`ms_deform_attn_gather` (an ``embedding_bag`` gather) when not, or mmcv's own
-  function;
+  recorded or the model is exported to ONNX, :func:`ms_deform_attn_gather` (an ``embedding_bag``
+  gather) otherwise, or mmcv's own function;
 * :class:`MCILayer`: one round (Eq. 6-7);
 * :class:`MultiScaleContextIntegration`: Eq. 5 (the phi projections and the flattening) followed by
   T rounds; returns V* and L* for the Fg-Bg predictor and the rephrase head.
 
-Residuals and LayerNorms around the attention blocks are our choice (the paper does not draw them);
-see DESIGN.md for the MCI width (256 by default; L'_4 is projected from the BERT width to it).
+Departures from the paper (docs/paper_mapping.md gives the reasons): each cross-attention and the
+FFN add their input back and are followed by a LayerNorm, as in a standard transformer decoder
+layer (the paper draws neither); a learnable embedding per level is added to V_con so that the
+attention can tell the levels apart; the width C is 256, not BERT's 768, and L'_4 is projected
+from 768 to it (at 768 the three rounds would cost 73 GFLOPs at 512 x 512 instead of 9.5); each of
+the T rounds has its own weights.
 """
 
 from __future__ import annotations
@@ -78,8 +82,12 @@ def select_ms_deform_attn_impl(device: torch.device) -> str:
 
     Returns:
         str: ``'mmcv_cuda'`` (mmcv's compiled kernel) for CUDA tensors when mmcv has CUDA ops,
-        otherwise ``'pytorch'`` (``multi_scale_deformable_attn_pytorch``, any device).
+        otherwise ``'pytorch'`` (``multi_scale_deformable_attn_pytorch``, any device). While a
+        model is exported to ONNX (``torch.onnx.is_in_onnx_export()``) always ``'pytorch'``:
+        the exported graph must not call mmcv's kernel, which ONNX does not know.
     """
+    if torch.onnx.is_in_onnx_export():
+        return 'pytorch'
     if torch.device(device).type == 'cuda' and mmcv_has_cuda_ops():
         return 'mmcv_cuda'
     return 'pytorch'
@@ -263,8 +271,8 @@ class MSDeformAttn(MultiScaleDeformableAttention):
         dropout (float): Dropout on the output before the residual.
         im2col_step (int): Step of mmcv's CUDA kernel.
         pytorch_impl (str): The pure-PyTorch path: ``'btdnet'`` (faster:
-            :func:`ms_deform_attn_pytorch` when gradients are recorded,
-            :func:`ms_deform_attn_gather` when not) or ``'mmcv'`` (mmcv's
+            :func:`ms_deform_attn_pytorch` when gradients are recorded or the model is exported
+            to ONNX, :func:`ms_deform_attn_gather` otherwise) or ``'mmcv'`` (mmcv's
             ``multi_scale_deformable_attn_pytorch``).
     """
 
@@ -352,7 +360,10 @@ class MSDeformAttn(MultiScaleDeformableAttention):
                 value, shapes_t, starts, locations, weights, self.im2col_step
             )
         else:
-            if self.pytorch_impl == 'btdnet' and not torch.is_grad_enabled():
+            # The gather needs F.embedding_bag, which ONNX has no operator for: an export takes
+            # the grid_sample form (ONNX GridSample) instead.
+            gather = not torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export()
+            if self.pytorch_impl == 'btdnet' and gather:
                 # Coordinates at least in float32 (bfloat16 steps by 0.5 pixel from 64 on).
                 coord = torch.promote_types(locations.dtype, torch.float32)
                 out = ms_deform_attn_gather(value, shapes, locations.to(coord), weights.to(coord))
@@ -372,7 +383,9 @@ class MCILayer(BaseModule):
 
     ``L* = Proj(FFN(CrossAtt(L, V)))`` with the text as query, then
     ``V* = Proj(MSAttn(CrossAtt(V, L*)))`` with the visual tokens as query and the padding of L*
-    masked out. Each attention / FFN block has a residual and a LayerNorm after it.
+    masked out. Each cross-attention / FFN block has a residual and a LayerNorm after it (our
+    choice, the paper draws neither). MSAttn is deformable self-attention over the visual tokens
+    with its own residual (mmcv's ``identity``); the LayerNorm after it comes before Proj.
 
     Args:
         embed_dims (int): MCI width C.
@@ -418,6 +431,7 @@ class MCILayer(BaseModule):
         text_mask: Tensor,
         reference_points: Tensor,
         spatial_shapes: Sequence[tuple[int, int]],
+        num_queries: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One round of Eq. 6-7.
 
@@ -427,9 +441,14 @@ class MCILayer(BaseModule):
             text_mask (Tensor): (B, N), 1 for real tokens.
             reference_points (Tensor): (B, S, num_levels, 2) token centres.
             spatial_shapes (Sequence[tuple[int, int]]): (H_l, W_l) of each level.
+            num_queries (int, optional): Compute V* for the first ``num_queries`` tokens only
+                (the last round at inference: the Fg-Bg predictor reads the stage-2 tokens).
+                Every token is still a value of MSAttn, so up to MSAttn's sampling all S tokens
+                are computed; the outputs for the kept tokens equal those of a full round.
+                Default None: all S.
 
         Returns:
-            tuple[Tensor, Tensor]: V* (B, S, C) and L* (B, N, C).
+            tuple[Tensor, Tensor]: V* (B, S, C), or (B, num_queries, C), and L* (B, N, C).
         """
         # Eq. 6: the text queries the multi-scale visual tokens.
         text = self.text_norm1(text + self.text_attn(text, visual))
@@ -437,7 +456,10 @@ class MCILayer(BaseModule):
         text_star = self.text_proj(text)
         # Eq. 7: every visual token queries L*, then multi-scale deformable self-attention.
         visual = self.visual_norm1(visual + self.visual_attn(visual, text_star, text_mask))
-        visual = self.ms_attn(visual, reference_points, spatial_shapes)
+        query, points = visual, reference_points
+        if num_queries is not None:
+            query, points = visual[:, :num_queries], reference_points[:, :num_queries]
+        visual = self.ms_attn(query, points, spatial_shapes, value=visual)
         visual_star = self.visual_proj(self.visual_norm2(visual))
         return visual_star, text_star
 
@@ -448,13 +470,15 @@ class MultiScaleContextIntegration(BaseModule):
 
     Eq. 5: ``phi`` (a 1x1 conv per stage) reduces V'_2, V'_3, V'_4 to the MCI width C, and their
     tokens are concatenated into V_con (B, S, C), S = sum_i H_i W_i; a learnable embedding per level
-    tells the levels apart. L'_4 is projected from the text width D to C. Then T rounds of
+    (not in the paper) tells the levels apart. L'_4 (the paper's L'_n: the last BERT stage) is
+    projected from the text width D to C. Then T rounds of
     :class:`MCILayer` (Eq. 6-7), each round feeding its V*, L* to the next.
 
     Args:
         in_channels (Sequence[int]): Channels of V'_2, V'_3, V'_4 (Swin-B: 256, 512, 1024).
         text_channels (int): Width D of L'_4 (BERT-base: 768).
-        embed_dims (int): MCI width C (256 by default; DESIGN.md).
+        embed_dims (int): MCI width C (256 by default; the paper leaves it open, see the module
+            docstring).
         num_rounds (int): T, the number of MCI rounds.
         num_heads (int): Heads of the attentions.
         num_points (int): Sampling points of MSAttn per head and level.
@@ -517,7 +541,11 @@ class MultiScaleContextIntegration(BaseModule):
         return points[None, :, None, :].expand(batch, -1, num_levels, -1)
 
     def forward(
-        self, visual: list[Tensor], text: Tensor, text_mask: Tensor
+        self,
+        visual: list[Tensor],
+        text: Tensor,
+        text_mask: Tensor,
+        first_level_only: bool = False,
     ) -> dict[str, Tensor | list[tuple[int, int]]]:
         """Eq. 5, then T rounds of Eq. 6-7.
 
@@ -525,10 +553,14 @@ class MultiScaleContextIntegration(BaseModule):
             visual (list[Tensor]): V'_2, V'_3, V'_4, each (B, C_i, H_i, W_i).
             text (Tensor): L'_4, (B, N, D).
             text_mask (Tensor): (B, N), 1 for real tokens.
+            first_level_only (bool): The last round computes V* for the first level's tokens
+                only (see :meth:`MCILayer.forward`); the earlier rounds are unchanged, as every
+                token of their V* is read by the next round. Default False.
 
         Returns:
-            dict: ``visual`` V* (B, S, C); ``text`` L* (B, N, C); ``spatial_shapes`` the
-            (H_i, W_i) of the levels, to split V* back into maps.
+            dict: ``visual`` V* (B, S, C), or (B, H_1 W_1, C) with ``first_level_only``;
+            ``text`` L* (B, N, C); ``spatial_shapes`` the (H_i, W_i) of the levels, to split
+            V* back into maps.
         """
         if len(visual) != self.num_levels:
             raise ValueError(
@@ -547,8 +579,10 @@ class MultiScaleContextIntegration(BaseModule):
         v = torch.cat(tokens, 1)  # V_con, (B, S, C)
         ref = self.reference_points(shapes, v.shape[0], self.num_levels, v.device, v.dtype)
         t = self.text_in_proj(text)
-        for layer in self.layers:
-            v, t = layer(v, t, text_mask, ref, shapes)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            keep = shapes[0][0] * shapes[0][1] if first_level_only and i == last else None
+            v, t = layer(v, t, text_mask, ref, shapes, num_queries=keep)
         return dict(visual=v, text=t, spatial_shapes=shapes)
 
 

@@ -9,7 +9,6 @@ import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmseg.models.segmentors.encoder_decoder import EncoderDecoder
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from mmseg.utils import (
     ConfigType,
     OptConfigType,
@@ -38,16 +37,20 @@ def _eval_mode(module: nn.Module):
 class BTDNet(EncoderDecoder):
     """BTDNet: Bidirectional feature extractor + TwinStream decoder + rephrase head.
 
-    The sentence travels as a string in each data sample's metainfo (``text``, ``key_spans``) and
-    is tokenised inside the backbone, on the model's device; slide inference hands the same
-    sentences to the backbone for every crop.
+    The sentence travels as a string in each data sample's metainfo (``text``, ``key_spans``).
+    The segmentor tokenises it (:meth:`tokenize`: E and the key-phrase-masked E_m, with the text
+    encoder's tokenizer) and hands the backbone tensors only, as mmseg backbones take them (so
+    the tensor mode can be traced and exported to ONNX). E_m is tokenised only where something
+    reads L_m: the background tokens with the prior (``use_prior_knowledge``), and the rephrase
+    head in training.
 
     1. ``loss``: the decode head's forward is run once; its V*, L* also feed the rephrase head.
 
     .. code:: text
 
      loss(inputs, data_samples)
-      ├─ extract_feat(inputs, data_samples) ─ backbone (BidirectionalFeatureExtractor, Eq. 1-4)
+      ├─ tokenize(data_samples) -> input_ids, attention_mask, masked_input_ids, masked_...
+      ├─ extract_feat(inputs, text=tokens) ─ backbone (BidirectionalFeatureExtractor, Eq. 1-4)
       │     -> feats: visual V'_1..4, text L'_4, text_mask, masked_text L_m, masked_mask,
       │        input_ids, attention_mask
       ├─ _decode_head_forward_train(feats, data_samples)
@@ -59,20 +62,24 @@ class BTDNet(EncoderDecoder):
             rephrase_head.loss(dict(V*, L*, text_mask, L_m, L_0, attention_mask))
                -> aux.loss_re = eta * MSE(L_re, L_0)  (Eq. 12-14)
 
-    2. ``predict``: mmseg's inference; no rephrase head.
+    2. ``predict``: mmseg's inference; no rephrase head. The sentences are tokenised once per
+       batch, not once per slide crop; in slide mode L_m (E_m through BERT, which does not
+       depend on the image) is also encoded once for all crops.
 
     .. code:: text
 
      predict(inputs, data_samples)
-      ├─ inference(): whole_inference() / slide_inference()   (test_cfg.mode)
+      ├─ inference(): tokenize(metas) once [slide: L_m once]
+      │  └─ whole_inference() / slide_inference()   (test_cfg.mode)
       │     encode_decode(img or crop, batch_img_metas)
-      │        metas -> SegDataSample(metainfo=meta) (text, key_spans ride along)
-      │        extract_feat() -> decode_head.predict() -> (B, 2, h, w) logits
+      │        backbone(img, **tokens) -> decode_head.predict() -> (B, 2, h, w) logits
+      │        (the head's lean forward: the last MCI round queries the stage-2 tokens only)
       └─ postprocess_result(): crop padding, resize to ori_shape, argmax
             -> pred_sem_seg (1, H0, W0) 0/1 (1 where O_fg > O_bg), seg_logits (2, H0, W0)
 
-    3. ``_forward`` (tensor mode): extract_feat() -> decode_head.forward()['seg_logits'],
-       (B, 2, H/4, W/4).
+    3. ``_forward`` (tensor mode): backbone() -> decode_head.forward(need_visual_star=False)
+       ['seg_logits'], (B, 2, H/4, W/4). It takes the token tensors instead of data samples
+       (``text=``), which is what the ONNX export traces.
 
     Args:
         backbone (dict): ``BidirectionalFeatureExtractor`` config (Swin + BERT + BSC). It must
@@ -107,44 +114,121 @@ class BTDNet(EncoderDecoder):
             init_cfg=init_cfg,
         )
         self.rephrase_head = MODELS.build(rephrase_head) if rephrase_head is not None else None
-        if self.rephrase_head is not None and not hasattr(self.backbone, 'text_encoder'):
+        if not hasattr(self.backbone, 'text_encoder'):
             raise AttributeError(
-                f'BTDNet: the rephrase head needs backbone.text_encoder for L_0, but '
-                f'{type(self.backbone).__name__} has none.'
+                f'BTDNet: the backbone must have a text_encoder (its tokenizer reads the '
+                f'sentences; L_0 of the rephrase head), but {type(self.backbone).__name__} has '
+                'none.'
             )
+        self._inference_text = None  # the batch's tokens while inference() runs
 
     @property
     def with_rephrase_head(self) -> bool:
         """Whether the model has the D-MOLS rephrase head."""
         return self.rephrase_head is not None
 
-    # ------------------------------------------------------------------ features
-    def extract_feat(self, inputs: Tensor, data_samples: OptSampleList = None) -> dict:
-        """Runs the bidirectional feature extractor.
+    # ------------------------------------------------------------------ text
+    def _uses_masked_text(self, for_loss: bool) -> bool:
+        """Whether L_m is read: by the background tokens (prior), or in training by D-MOLS."""
+        prior = getattr(self.decode_head, 'use_prior_knowledge', True)
+        return prior or (for_loss and self.with_rephrase_head)
+
+    def tokenize(
+        self,
+        samples: SampleList | list[dict],
+        with_masked: bool = True,
+        device: torch.device | None = None,
+    ) -> dict[str, Tensor]:
+        """Token ids of the sentences E (and of the key-phrase-masked E_m) of a batch.
 
         Args:
-            inputs (Tensor): (B, 3, H, W) normalised images.
-            data_samples (list[SegDataSample]): With ``text`` and ``key_spans`` in the metainfo.
+            samples (list[SegDataSample] | list[dict]): Data samples, or their metainfo dicts
+                (mmseg's inference passes those), with ``text`` (str) and optionally
+                ``key_spans`` (character spans of the key phrase, for E_m).
+            with_masked (bool): Also E_m (``masked_input_ids``, ``masked_attention_mask``).
+            device (torch.device, optional): Of the outputs; default the model's.
 
         Returns:
-            dict: The backbone's outputs (see :meth:`loss`).
+            dict[str, Tensor]: ``input_ids``, ``attention_mask`` (and with ``with_masked``
+            ``masked_input_ids``, ``masked_attention_mask``), each (B, N) long: the keyword
+            arguments of the backbone's forward.
         """
-        if data_samples is None or len(data_samples) != inputs.shape[0]:
-            found = None if data_samples is None else len(data_samples)
+        texts, spans = [], []
+        for i, sample in enumerate(samples):
+            meta = sample if isinstance(sample, dict) else sample.metainfo
+            if 'text' not in meta:
+                raise KeyError(
+                    f'BTDNet: data sample {i} ({meta.get("img_path", "no img_path")}) has no '
+                    "\"text\" in its metainfo; add 'text' to PackSegInputs' meta_keys."
+                )
+            texts.append(meta['text'])
+            spans.append(list(meta.get('key_spans', []) or []))
+        tokens = self.backbone.text_encoder.tokenize(texts, spans, device=device)
+        if not with_masked:
+            del tokens['masked_input_ids'], tokens['masked_attention_mask']
+        return tokens
+
+    def _batch_text(
+        self, inputs: Tensor, samples: OptSampleList | list[dict], for_loss: bool
+    ) -> dict[str, Tensor]:
+        """The backbone's token tensors for the batch, after checking one sentence per image."""
+        if samples is None or len(samples) != inputs.shape[0]:
+            found = None if samples is None else len(samples)
             raise ValueError(
                 f'BTDNet: one data sample with the sentence (metainfo "text") is needed per image; '
                 f'{inputs.shape[0]} images, {found} data samples.'
             )
-        return self.backbone(inputs, data_samples)
+        return self.tokenize(samples, self._uses_masked_text(for_loss), device=inputs.device)
+
+    # ------------------------------------------------------------------ features
+    def extract_feat(
+        self,
+        inputs: Tensor,
+        data_samples: OptSampleList = None,
+        text: dict[str, Tensor] | None = None,
+    ) -> dict:
+        """Runs the bidirectional feature extractor.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) normalised images.
+            data_samples (list[SegDataSample], optional): With ``text`` and ``key_spans`` in the
+                metainfo; tokenised here (E_m included) unless ``text`` is given.
+            text (dict[str, Tensor], optional): The tokens, as :meth:`tokenize` returns them.
+
+        Returns:
+            dict: The backbone's outputs (see :meth:`loss`).
+        """
+        if text is None:
+            text = self._batch_text(inputs, data_samples, for_loss=True)
+        return self.backbone(inputs, **text)
+
+    def inference(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
+        """mmseg's whole / slide inference, with the sentences tokenised once for all crops.
+
+        In slide mode, L_m (which does not depend on the image) is also encoded once; every
+        crop then runs E through the BERT stages with its BSCs (L'_i depends on the crop).
+        """
+        text = self._batch_text(inputs, batch_img_metas, for_loss=False)
+        if self.test_cfg.get('mode', 'whole') == 'slide' and 'masked_input_ids' in text:
+            text['masked_text'] = self.backbone.text_encoder(
+                text.pop('masked_input_ids'), text['masked_attention_mask']
+            )
+        self._inference_text = text
+        try:
+            return super().inference(inputs, batch_img_metas)
+        finally:
+            self._inference_text = None
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
         """Logits (B, 2, h, w) at the size of ``inputs`` (an image or a slide crop).
 
-        mmseg's inference passes metainfo dicts, not data samples; the sentences are in them and
-        are wrapped back into data samples for the backbone.
+        mmseg's inference passes metainfo dicts, not data samples; the sentences are in them
+        (tokenised once per batch by :meth:`inference`).
         """
-        data_samples = [SegDataSample(metainfo=dict(meta)) for meta in batch_img_metas]
-        feats = self.extract_feat(inputs, data_samples)
+        text = self._inference_text
+        if text is None:
+            text = self._batch_text(inputs, batch_img_metas, for_loss=False)
+        feats = self.backbone(inputs, **text)
         return self.decode_head.predict(feats, batch_img_metas, self.test_cfg)
 
     # ------------------------------------------------------------------ training
@@ -189,7 +273,7 @@ class BTDNet(EncoderDecoder):
         Returns:
             dict[str, Tensor]: Loss components (and ``decode.acc_seg``).
         """
-        feats = self.extract_feat(inputs, data_samples)
+        feats = self.extract_feat(inputs, text=self._batch_text(inputs, data_samples, True))
         losses, decode_outputs = self._decode_head_forward_train(feats, data_samples)
         if self.with_rephrase_head:
             losses.update(self._rephrase_head_forward_train(feats, decode_outputs, data_samples))
@@ -210,7 +294,26 @@ class BTDNet(EncoderDecoder):
             )
         return super().predict(inputs, data_samples)
 
-    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
-        """Tensor mode: the (B, 2, H/4, W/4) logits [O_bg, O_fg] without post-processing."""
-        feats = self.extract_feat(inputs, data_samples)
-        return self.decode_head(feats)['seg_logits']
+    def _forward(
+        self,
+        inputs: Tensor,
+        data_samples: OptSampleList = None,
+        text: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        """Tensor mode: the (B, 2, H/4, W/4) logits [O_bg, O_fg] without post-processing.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) normalised images.
+            data_samples (list[SegDataSample], optional): With the sentences; not read when
+                ``text`` is given.
+            text (dict[str, Tensor], optional): Token tensors as :meth:`tokenize` returns them
+                (``input_ids``, ``attention_mask``, and with the prior ``masked_input_ids``,
+                ``masked_attention_mask``), each (B, N). This is the form an ONNX export traces.
+
+        Returns:
+            Tensor: (B, 2, H/4, W/4).
+        """
+        if text is None:
+            text = self._batch_text(inputs, data_samples, for_loss=False)
+        feats = self.backbone(inputs, **text)
+        return self.decode_head.forward(feats, need_visual_star=False)['seg_logits']

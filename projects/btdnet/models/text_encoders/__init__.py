@@ -1,3 +1,3 @@
-from .bert_text_encoder import BertTextEncoder
+from .bert_text_encoder import BertTextEncoder, tokenize_referring
 
-__all__ = ['BertTextEncoder']
+__all__ = ['BertTextEncoder', 'tokenize_referring']

@@ -9,6 +9,7 @@ copies (E_m) on the model's device.
 import importlib.util
 import logging
 import os.path as osp
+from collections.abc import Callable
 
 import torch
 from mmengine.logging import print_log
@@ -61,6 +62,91 @@ def _load_tokenizer(path: str):
             f'BertTextEncoder: tokenizer path {path!r} is neither a directory nor a vocab file.'
         )
     return BertTokenizerFast.from_pretrained(path, local_files_only=True)
+
+
+def tokenize_referring(
+    tokenizer,
+    texts: list[str],
+    key_spans: list[list[tuple[int, int]]] | None = None,
+    max_length: int = 20,
+    key_phrase_masking: bool = True,
+    log_once: Callable[..., None] | None = None,
+) -> dict[str, Tensor]:
+    """Token ids of sentences E and of their key-phrase-masked copies E_m, on the CPU.
+
+    What :meth:`BertTextEncoder.tokenize` computes, without the BERT weights: the ONNX Runtime
+    model (``btdnet.deployment``) tokenises with the saved tokenizer through this function.
+    ``[CLS]`` sentence ``[SEP]``, padded with ``[PAD]`` (attention 0) to ``max_length`` or
+    truncated to it; in E_m the tokens whose characters overlap a key span become ``[PAD]`` with
+    attention 0 (never ``[CLS]`` or ``[SEP]``).
+
+    Args:
+        tokenizer: A HuggingFace fast BERT tokenizer (offsets are needed for the spans).
+        texts (list[str]): B sentences.
+        key_spans (list[list[tuple[int, int]]], optional): Per sentence, character spans
+            ``(start, end)`` (end exclusive) of the key phrase. None masks nothing.
+        max_length (int): Tokens per sentence N, ``[CLS]`` and ``[SEP]`` included.
+        key_phrase_masking (bool): Whether E_m masks the key spans (else E_m equals E).
+        log_once (callable, optional): ``log_once(key, message, level=logging.INFO)`` for the
+            notices (truncation, sentences without a key span); None logs every time.
+
+    Returns:
+        dict[str, Tensor]: ``input_ids``, ``attention_mask``, ``masked_input_ids`` and
+        ``masked_attention_mask``, each (B, N) long.
+    """
+    if log_once is None:
+
+        def log_once(key, msg, level=logging.INFO):
+            print_log(msg, logger='current', level=level)
+
+    if isinstance(texts, str):
+        raise TypeError('tokenize: expects a list of sentences, got a str.')
+    texts = ['' if t is None else str(t) for t in texts]
+    if key_spans is not None and len(key_spans) != len(texts):
+        raise ValueError(f'tokenize: {len(texts)} sentences but {len(key_spans)} key-span lists.')
+    if key_spans is None and key_phrase_masking:
+        log_once('no_spans_given', 'BertTextEncoder: no key spans were given; E_m equals E.')
+    tok = tokenizer
+    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    n = max_length
+    batch = len(texts)
+    input_ids = torch.full((batch, n), tok.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((batch, n), dtype=torch.long)
+    masked = torch.zeros((batch, n), dtype=torch.bool)
+    for b, (ids, offsets) in enumerate(zip(enc['input_ids'], enc['offset_mapping'])):
+        if len(ids) > n - 2:
+            log_once(
+                'truncated',
+                f'BertTextEncoder: a sentence of {len(ids) + 2} tokens was truncated to '
+                f'max_length={n} (first case: {texts[b][:60]!r}...); further truncations are '
+                'not logged.',
+                level=logging.WARNING,
+            )
+            ids, offsets = ids[: n - 2], offsets[: n - 2]
+        row = [tok.cls_token_id, *ids, tok.sep_token_id]
+        input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention[b, : len(row)] = 1
+        if not key_phrase_masking or key_spans is None:
+            continue
+        spans = [(int(s), int(e)) for s, e in (key_spans[b] or [])]
+        if not spans:
+            log_once(
+                'no_span',
+                'BertTextEncoder: a sentence has no key span, so its E_m masks nothing '
+                f'(first case: {texts[b]!r}); further cases are not logged.',
+            )
+            continue
+        for j, (start, end) in enumerate(offsets):
+            if any(start < e and end > s for s, e in spans):
+                masked[b, j + 1] = True  # +1: [CLS] comes first
+    masked_input_ids = input_ids.masked_fill(masked, tok.pad_token_id)
+    masked_attention = attention.masked_fill(masked, 0)
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention,
+        masked_input_ids=masked_input_ids,
+        masked_attention_mask=masked_attention,
+    )
 
 
 @MODELS.register_module()
@@ -198,60 +284,16 @@ class BertTextEncoder(BaseModule):
             dict[str, Tensor]: ``input_ids``, ``attention_mask``, ``masked_input_ids`` and
             ``masked_attention_mask``, each (B, N) long with N = ``max_length``.
         """
-        if isinstance(texts, str):
-            raise TypeError('BertTextEncoder.tokenize expects a list of sentences, got a str.')
-        texts = ['' if t is None else str(t) for t in texts]
-        if key_spans is not None and len(key_spans) != len(texts):
-            raise ValueError(
-                f'BertTextEncoder.tokenize: {len(texts)} sentences but {len(key_spans)} '
-                'key-span lists.'
-            )
-        if key_spans is None and self.key_phrase_masking:
-            self._log_once(
-                'no_spans_given', 'BertTextEncoder: no key spans were given; E_m equals E.'
-            )
-        tok = self.tokenizer
-        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-        n = self.max_length
-        batch = len(texts)
-        input_ids = torch.full((batch, n), tok.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((batch, n), dtype=torch.long)
-        masked = torch.zeros((batch, n), dtype=torch.bool)
-        for b, (ids, offsets) in enumerate(zip(enc['input_ids'], enc['offset_mapping'])):
-            if len(ids) > n - 2:
-                self._log_once(
-                    'truncated',
-                    f'BertTextEncoder: a sentence of {len(ids) + 2} tokens was truncated to '
-                    f'max_length={n} (first case: {texts[b][:60]!r}...); further truncations are '
-                    'not logged.',
-                    level=logging.WARNING,
-                )
-                ids, offsets = ids[: n - 2], offsets[: n - 2]
-            row = [tok.cls_token_id, *ids, tok.sep_token_id]
-            input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
-            attention[b, : len(row)] = 1
-            if not self.key_phrase_masking or key_spans is None:
-                continue
-            spans = [(int(s), int(e)) for s, e in (key_spans[b] or [])]
-            if not spans:
-                self._log_once(
-                    'no_span',
-                    'BertTextEncoder: a sentence has no key span, so its E_m masks nothing '
-                    f'(first case: {texts[b]!r}); further cases are not logged.',
-                )
-                continue
-            for j, (start, end) in enumerate(offsets):
-                if any(start < e and end > s for s, e in spans):
-                    masked[b, j + 1] = True  # +1: [CLS] comes first
-        masked_input_ids = input_ids.masked_fill(masked, tok.pad_token_id)
-        masked_attention = attention.masked_fill(masked, 0)
-        device = self.device if device is None else device
-        return dict(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            masked_input_ids=masked_input_ids.to(device),
-            masked_attention_mask=masked_attention.to(device),
+        tokens = tokenize_referring(
+            self.tokenizer,
+            texts,
+            key_spans,
+            max_length=self.max_length,
+            key_phrase_masking=self.key_phrase_masking,
+            log_once=self._log_once,
         )
+        device = self.device if device is None else device
+        return {name: value.to(device) for name, value in tokens.items()}
 
     def embed(self, input_ids: Tensor) -> Tensor:
         """BERT embeddings (word + position + token type, LayerNorm, dropout).
