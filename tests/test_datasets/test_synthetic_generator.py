@@ -76,6 +76,32 @@ def test_formats_and_splits(make_synthetic_rrsis, tmp_path):
         make_synthetic_rrsis.generate(str(tmp_path / 'x'), num_images=1, formats=('coco',))
 
 
+def test_eval_images_fix_val_and_test(make_synthetic_rrsis, tmp_path, capsys):
+    """--eval-images N: the last N scenes are test, the N before them val, the rest train."""
+    make_synthetic_rrsis.main(
+        [str(tmp_path / 'r'), '--format', 'rrsisd', '--num-images', '9', '--size', '48']
+        + ['--eval-images', '2']
+    )
+    meta = json.loads((tmp_path / 'r' / 'synthetic_meta.json').read_text())
+    assert meta['eval_images'] == 2
+    records = json.loads((tmp_path / 'r' / 'synthetic_objects.json').read_text())
+    scenes = {
+        split: sorted({r['image_id'] for r in records if r['split'] == split})
+        for split in ('train', 'val', 'test')
+    }
+    assert scenes == {'train': [0, 1, 2, 3, 4], 'val': [5, 6], 'test': [7, 8]}
+    for split, ids in scenes.items():  # every sentence of a scene in that scene's split
+        assert meta['samples'][split] == sum(r['image_id'] in ids for r in records)
+    with pytest.raises(SystemExit):
+        make_synthetic_rrsis.main([str(tmp_path / 'x'), '--num-images', '4', '--eval-images', '2'])
+    assert '--eval-images 2: expected >= 0 and less than half of --num-images 4' in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / 'x').exists()
+    with pytest.raises(ValueError, match='eval_images'):
+        make_synthetic_rrsis.generate(str(tmp_path / 'y'), num_images=4, eval_images=-1)
+
+
 # ----------------------------------------------------------------------- the distractor task
 # An independent reading of the sentences: the grammar the generator promises, the position
 # words as regions of a 3 x 3 grid of thirds (an edge word covers its whole third, corners

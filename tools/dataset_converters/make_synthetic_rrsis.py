@@ -512,12 +512,13 @@ def make_scene(
     return img, _distractor_objects(rng, img, size, object_scale, options or DistractorOptions())
 
 
-def _split_of(index: int, num_images: int) -> str:
-    """70 / 15 / 15 split by scene number; every split non-empty from 3 images on."""
-    n_val = max(1, round(num_images * 0.15)) if num_images >= 3 else 0
-    n_test = n_val
-    n_train = num_images - n_val - n_test
-    return 'train' if index < n_train else 'val' if index < n_train + n_val else 'test'
+def _split_of(index: int, num_images: int, eval_images: int | None = None) -> str:
+    """Scenes in order: train, then val, then test. ``eval_images`` scenes each in val and test;
+    None: 15% each (every split non-empty from 3 images on)."""
+    if eval_images is None:
+        eval_images = max(1, round(num_images * 0.15)) if num_images >= 3 else 0
+    n_train = num_images - 2 * eval_images
+    return 'train' if index < n_train else 'val' if index < n_train + eval_images else 'test'
 
 
 def generate(
@@ -531,6 +532,7 @@ def generate(
     object_scale: float = 1.0,
     task: str = 'colours',
     options: DistractorOptions | None = None,
+    eval_images: int | None = None,
 ):
     """Write the dataset; returns the number of samples (sentences) per split.
 
@@ -552,9 +554,17 @@ def generate(
         object_scale (float): Multiplies every object's size (see :func:`make_scene`).
         task (str): ``'colours'`` or ``'distractors'`` (see :func:`make_scene`).
         options (DistractorOptions, optional): Settings of the distractor task.
+        eval_images (int, optional): Scenes in each of val and test (the last ones); the rest
+            train. None (default): 15% each. The CPU demo trains on many scenes and keeps its
+            val and test small, since it validates during its short training.
     """
     if task not in TASKS:
         raise ValueError(f'task: expected one of {TASKS}, found {task!r}')
+    if eval_images is not None and not 0 <= 2 * eval_images < num_images:
+        raise ValueError(
+            f'eval_images: expected 0 <= eval_images and 2 x eval_images < num_images '
+            f'({num_images}) so that training keeps a scene; found {eval_images}'
+        )
     if options is not None and task != 'distractors':
         raise ValueError(f"options: only task='distractors' takes them, found task={task!r}")
     options = options or DistractorOptions()
@@ -577,7 +587,7 @@ def generate(
     start = time.perf_counter()
     for index in range(num_images):
         img, objects = make_scene(seed, index, size, object_scale, task, options)
-        split = _split_of(index, num_images)
+        split = _split_of(index, num_images, eval_images)
         file_name = f'{index:05d}.jpg'
         if rrsisd:
             cv2.imwrite(osp.join(img_dir, file_name), img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -666,6 +676,7 @@ def generate(
         json.dump(records, f)
     meta = dict(
         num_images=num_images,
+        eval_images=eval_images,
         seed=seed,
         size=size,
         object_scale=object_scale,
@@ -692,6 +703,11 @@ def parse_args(argv=None):
     parser.add_argument('out_dir', help='output root, e.g. data/synthetic_rrsis')
     parser.add_argument('--format', choices=('rrsisd', 'refsegrs', 'both'), default='both')
     parser.add_argument('--num-images', type=int, default=300)
+    parser.add_argument(
+        '--eval-images',
+        type=int,
+        help='scenes in each of val and test (the last ones; default: 15%% each)',
+    )
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--size', type=int, default=256, help='image side in pixels')
     parser.add_argument(
@@ -743,6 +759,11 @@ def parse_args(argv=None):
         for k, v in vars(args).items()
         if k in DistractorOptions.__dataclass_fields__ and v is not None
     }
+    if args.eval_images is not None and not 0 <= 2 * args.eval_images < args.num_images:
+        parser.error(
+            f'--eval-images {args.eval_images}: expected >= 0 and less than half of '
+            f'--num-images {args.num_images} (training keeps a scene)'
+        )
     if given and args.task != 'distractors':
         parser.error(f'{", ".join(_flag(k) for k in given)} only apply to --task distractors')
     try:
@@ -766,6 +787,7 @@ def main(argv=None):
         object_scale=args.object_scale,
         task=args.task,
         options=args.options,
+        eval_images=args.eval_images,
     )
     seconds = time.perf_counter() - start
     meta = json.loads(open(osp.join(args.out_dir, 'synthetic_meta.json')).read())
