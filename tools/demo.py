@@ -1,7 +1,8 @@
 """`make demo`: BTDNet learns referring segmentation on CPU in minutes, with no downloads.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/synthetic_rrsis_demo]
-                         [--config CONFIG] [--num-images N] [--max-iters N]
+                         [--config CONFIG] [--num-images N] [--eval-images N]
+                         [--max-iters N]
 
 1. writes a synthetic referring remote-sensing dataset (RRSIS-D layout, the generator's
    distractor task: objects share colours and categories, so a sentence needs its category,
@@ -40,7 +41,13 @@ def parse_args():
         default='data/synthetic_rrsis_demo',
         help='synthetic dataset folder (generated if missing)',
     )
-    parser.add_argument('--num-images', type=int, default=400, help='scenes to generate')
+    parser.add_argument('--num-images', type=int, default=2000, help='scenes to generate')
+    parser.add_argument(
+        '--eval-images',
+        type=int,
+        default=60,
+        help='of them, scenes in each of val and test (the rest train)',
+    )
     parser.add_argument('--image-size', type=int, default=128, help='generated image side')
     parser.add_argument(
         '--object-scale',
@@ -83,6 +90,7 @@ def main():
 
     wanted = dict(
         num_images=args.num_images,
+        eval_images=args.eval_images,
         seed=0,
         size=args.image_size,
         object_scale=args.object_scale,
@@ -105,6 +113,8 @@ def main():
                 'rrsisd',
                 '--num-images',
                 str(args.num_images),
+                '--eval-images',
+                str(args.eval_images),
                 '--size',
                 str(args.image_size),
                 '--object-scale',
