@@ -259,7 +259,7 @@ def _text_encoder(model: nn.Module):
     return None
 
 
-def _warn_if_truncated(model: nn.Module, texts: list[str]) -> None:
+def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'inference_model') -> None:
     """Say which sentences exceed the text encoder's token budget, and what it keeps."""
     encoder = _text_encoder(model)
     if encoder is None:
@@ -270,7 +270,7 @@ def _warn_if_truncated(model: nn.Module, texts: list[str]) -> None:
         if len(ids) + 2 > budget:
             kept = tokenizer.decode(ids[: budget - 2])
             print_log(
-                f'inference_model: sentence {k} has {len(ids) + 2} tokens ([CLS] and [SEP] '
+                f'{caller}: sentence {k} has {len(ids) + 2} tokens ([CLS] and [SEP] '
                 f'included) but the text encoder reads max_length={budget}; it is truncated to '
                 f'"{kept}"',
                 logger='current',
