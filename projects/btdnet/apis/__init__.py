@@ -3,6 +3,7 @@ from .inference import (
     inference_model,
     init_model,
     load_checkpoint_strict,
+    read_pairs_csv,
     to_bgr_uint8,
 )
 from .raster import RasterScene, write_mask_geotiff
@@ -31,6 +32,7 @@ __all__ = [
     'init_model',
     'load_checkpoint_strict',
     'predict_tiled',
+    'read_pairs_csv',
     'scene_outputs',
     'to_bgr_uint8',
     'write_mask_geotiff',
