@@ -331,7 +331,7 @@ def test_file_and_in_memory_paths_agree(utm_scene, tmp_path):
 
 
 def test_the_scene_is_read_by_windows_only(tmp_path, monkeypatch):
-    image = blobs(1100, 300, seed=13, count=30)
+    image = blobs(1100, 2300, seed=13, count=30)
     path = write_tif(tmp_path / 'tall.tif', rgb_bands(image).astype(np.uint16))
     reads = []
     original = RasterScene._read
@@ -346,9 +346,27 @@ def test_the_scene_is_read_by_windows_only(tmp_path, monkeypatch):
     summary = infer_scene(predictor, path, SENTENCE, str(tmp_path / 'o'))
     windows = [shape for window, shape in reads if window is not None]
     decimated = [shape for window, shape in reads if window is None]
-    assert len(windows) >= summary['grid']['rows'] > 10
-    assert all(rows <= 128 for _, rows, _ in windows)  # a tile row (or the last block) at most
-    assert decimated == [(3, 1024, 279)]  # the stretch's decimated read
+    assert summary['grid']['rows'] > 10
+    assert sum(rows for _, rows, cols in windows if cols == 2048) == 1100  # each row read once
+    # Whole block rows (64 here) of at least ROW_CHUNK rows, and blocks of 2048 columns at most.
+    assert all(rows <= 256 and cols <= 2048 for _, rows, cols in windows)
+    assert decimated == [(3, 490, 1024)]  # the stretch's decimated read
+
+
+def test_read_rows_equals_a_direct_read_for_any_window_order(tmp_path):
+    rng = np.random.default_rng(14)
+    bands = rng.integers(1, 4000, (3, 300, 150)).astype(np.uint16)
+    bands[:, 100:140, :] = 0  # nodata rows
+    path = write_tif(tmp_path / 'rows.tif', bands, nodata=0)
+    with RasterScene(path) as scene:
+        scene.fit_stretch(*scene.sample())
+        expected_bgr = scene.to_bgr(bands)
+        expected_valid = bands.any(0)
+        expected_bgr[~expected_valid] = 0
+        for y0, y1 in [(0, 32), (24, 56), (48, 300), (290, 300), (5, 17), (120, 260), (0, 1)]:
+            bgr, valid = scene.read_rows(y0, y1)
+            assert np.array_equal(bgr, expected_bgr[y0:y1]), (y0, y1)
+            assert np.array_equal(valid, expected_valid[y0:y1]), (y0, y1)
 
 
 def test_overview_mode_on_a_file_stays_inside_the_region(tmp_path):

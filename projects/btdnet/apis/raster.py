@@ -29,6 +29,10 @@ STRETCH_PERCENTILES = (2.0, 98.0)
 SAMPLE_SIDE = 1024
 MASK_NODATA = 255
 GEOTIFF_BLOCK = 512
+# read_rows reads the file in chunks of at least this many rows (whole block rows) and columns
+# (whole blocks): each block is decoded once, and the raw chunk stays small.
+ROW_CHUNK = 256
+COLUMN_CHUNK = 2048
 
 
 def parse_bands(bands: str | Sequence[int] | None) -> tuple[int, ...] | None:
@@ -113,6 +117,8 @@ class RasterScene:
         self.work_width = max(1, int(round(self.width * scale)))
         self._check_readable()
         self.stretch = None  # (low, high) per band, from fit_stretch
+        self._luts = None
+        self._chunks = []  # (first row, bgr, valid) chunks kept by read_rows
         self._reader = src
         if (self.work_height, self.work_width) != (self.height, self.width):
             work_transform = src.transform @ Affine.scale(
@@ -127,6 +133,8 @@ class RasterScene:
                 src_nodata=self.nodata,
                 nodata=self.nodata,
             )
+        block_h = self._reader.block_shapes[0][0]
+        self._chunk_h = block_h * max(1, -(-ROW_CHUNK // block_h))
 
     def _check_readable(self) -> None:
         """Read the last block of every band: a truncated file fails here, before any work."""
@@ -236,47 +244,91 @@ class RasterScene:
             low.append(lo)
             high.append(hi if hi > lo else lo + 1.0)
         self.stretch = (low, high)
+        self._luts = None
+        self._chunks = []
+        if self.dtype.kind in 'ui' and self.dtype.itemsize <= 2:
+            # Lookup tables over the dtype's range: no float copy of the rows.
+            info = np.iinfo(self.dtype)
+            levels = np.arange(info.min, info.max + 1, dtype=np.float64)
+            self._luts = [
+                np.clip((levels - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+                for lo, hi in zip(low, high)
+            ]
 
     def to_bgr(self, data: np.ndarray) -> np.ndarray:
         """(C, h, w) raw bands -> uint8 (h, w, 3) BGR through the scene's stretch."""
         if self.stretch is None and data.dtype != np.uint8:
             raise RuntimeError('call fit_stretch before reading a non-uint8 scene')
-        bands = []
+        height, width = data.shape[1:]
+        out = np.empty((height, width, 3), np.uint8)
         for c, band in enumerate(data):
+            # Bands are R, G, B (or one grey band); the predictor takes BGR.
+            channels = slice(None) if len(data) == 1 else 2 - c
             if self.stretch is None:
-                bands.append(band)
+                out[..., channels] = band[..., None] if len(data) == 1 else band
                 continue
             lo, hi = self.stretch[0][c], self.stretch[1][c]
-            if band.dtype.kind in 'ui' and band.dtype.itemsize <= 2:
-                # A lookup table over the dtype's range: no float copy of the rows.
-                info = np.iinfo(band.dtype)
-                levels = np.arange(info.min, info.max + 1, dtype=np.float64)
-                lut = np.clip((levels - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
-                bands.append(lut[band.astype(np.int64) - info.min] if info.min else lut[band])
+            if self._luts is not None:
+                offset = np.iinfo(band.dtype).min
+                lut = self._luts[c]
+                stretched = lut[band.astype(np.int32) - offset] if offset else lut[band]
             else:
                 scaled = (band.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
                 scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-                bands.append(np.clip(scaled + 0.5, 0, 255).astype(np.uint8))
-        if len(bands) == 1:
-            bands = bands * 3
-        # Bands are R, G, B; the predictor takes BGR.
-        return np.ascontiguousarray(np.stack(bands[::-1], axis=-1))
+                stretched = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+            out[..., channels] = stretched[..., None] if len(data) == 1 else stretched
+        return out
+
+    @property
+    def has_nodata(self) -> bool:
+        """Whether pixels can be nodata (a nodata value, or NaN in a float raster)."""
+        return self.nodata is not None or self.dtype.kind == 'f'
+
+    def _convert(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Working-grid rows [y0, y1) read in column chunks of whole blocks, stretched."""
+        block_w = self._reader.block_shapes[0][1]
+        step = block_w * max(1, COLUMN_CHUNK // block_w)
+        bgr = np.empty((y1 - y0, self.work_width, 3), np.uint8)
+        valid = np.empty((y1 - y0, self.work_width), bool)
+        for x0 in range(0, self.work_width, step):
+            x1 = min(self.work_width, x0 + step)
+            data = self._read(self._reader, window=Window(x0, y0, x1 - x0, y1 - y0))
+            valid[:, x0:x1] = self._valid(data)
+            bgr[:, x0:x1] = self.to_bgr(data)
+        if self.has_nodata:
+            bgr *= valid[..., None]  # nodata black (masks index nothing: no index arrays)
+        return bgr, valid
 
     def read_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Working-grid rows [y0, y1): uint8 (n, W, 3) BGR (nodata pixels black) and their bool
-        (n, W) valid mask (None when the scene has no nodata)."""
-        window = Window(0, y0, self.work_width, y1 - y0)
-        data = self._read(self._reader, window=window)
-        valid = self._valid(data)
-        bgr = self.to_bgr(data)
-        if self.nodata is None and self.dtype.kind != 'f':
-            return bgr, None
-        bgr[~valid] = 0
-        return bgr, valid
+        (n, W) valid mask (None when the scene has no nodata).
+
+        Made for windows that move down the scene (tile rows): the file is read once, in
+        chunks of whole block rows (so GDAL decodes each block once and needs no cache), and a
+        stretched chunk is kept until a request starts below it.
+        """
+        chunks = [c for c in self._chunks if c[0] + len(c[1]) > y0]
+        if chunks and chunks[0][0] > y0:
+            chunks = []  # a window above the kept rows: start again
+        self._chunks = chunks  # let the rows above y0 go before reading more
+        end = chunks[-1][0] + len(chunks[-1][1]) if chunks else y0 // self._chunk_h * self._chunk_h
+        while end < y1:
+            stop = min(self.work_height, (end // self._chunk_h + 1) * self._chunk_h)
+            chunks.append((end, *self._convert(end, stop)))
+            end = stop
+        self._chunks = chunks
+        bgr = np.empty((y1 - y0, self.work_width, 3), np.uint8)
+        valid = np.empty((y1 - y0, self.work_width), bool)
+        for start, chunk_bgr, chunk_valid in chunks:
+            a, b = max(y0, start), min(y1, start + len(chunk_bgr))
+            if a < b:
+                bgr[a - y0 : b - y0] = chunk_bgr[a - start : b - start]
+                valid[a - y0 : b - y0] = chunk_valid[a - start : b - start]
+        return bgr, valid if self.has_nodata else None
 
     def read_valid(self, y0: int, y1: int) -> np.ndarray:
         """Source-grid rows [y0, y1): bool (n, W) valid mask."""
-        if self.nodata is None and self.dtype.kind != 'f':
+        if not self.has_nodata:
             return np.ones((y1 - y0, self.width), bool)
         return self._valid(self._read(self.src, window=Window(0, y0, self.width, y1 - y0)))
 
@@ -286,7 +338,7 @@ class RasterScene:
             self.src, out_shape=(len(self.bands), *shape), resampling=Resampling.average
         )
         bgr = self.to_bgr(data)
-        bgr[~self._valid(data)] = 0
+        bgr *= self._valid(data)[..., None]
         return bgr
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ from rasterio.warp import transform as transform_points
 
 from ..evaluation.rrsis_metric import safe_file_stem
 from .polygons import PolygonWriter, StripPolygonizer, describe_area
-from .raster import MASK_NODATA, GeoTiffWriter, RasterScene, parse_bands
+from .raster import GEOTIFF_BLOCK, MASK_NODATA, GeoTiffWriter, RasterScene, parse_bands
 from .tiled import (
     BACKGROUND_MARGIN,
     DEFAULT_OVERLAP,
@@ -58,8 +58,9 @@ from .tiled import (
 )
 
 STATE_VERSION = 1
-# Output rows per strip of the second phase (the GeoTIFF block height).
-OUTPUT_ROWS = 512
+# Output rows per strip of the second phase (half a GeoTIFF block: GDAL keeps the block until
+# its second half is written).
+OUTPUT_ROWS = 256
 MODES = ('tiles', 'overview')
 
 
@@ -220,7 +221,7 @@ class _MarginFile:
         os.ftruncate(self.fd, height * width * 4)
 
     def write(self, y0: int, rows: np.ndarray) -> None:
-        data = np.ascontiguousarray(rows, np.float32).tobytes()
+        data = memoryview(np.ascontiguousarray(rows, np.float32)).cast('B')
         offset = y0 * self.width * 4
         while data:
             written = os.pwrite(self.fd, data, offset)
@@ -261,15 +262,15 @@ class _MarginFile:
         os.close(self.fd)
 
 
-def _cache_mb(scene: RasterScene, save_score: bool) -> int:
-    """GDAL block cache for a run: two block rows of the source, plus the outputs' block rows
-    (the cache otherwise grows to 5 % of the machine's memory as the scene is read)."""
-    src = scene.src
-    block_h = src.block_shapes[0][0]
-    itemsize = np.dtype(src.dtypes[0]).itemsize
-    source = 2 * block_h * src.width * src.count * itemsize
-    outputs = 2 * OUTPUT_ROWS * scene.width * (5 if save_score else 1)
-    return max(64, (source + outputs) // 2**20 + 32)
+def _cache_bytes(save_score: bool, width: int) -> int:
+    """GDAL block cache for a run, in bytes (rasterio passes integers to GDAL as bytes).
+
+    The scene is read in chunks of whole blocks (:meth:`RasterScene.read_rows`), so the source
+    needs no cache; each output GeoTIFF keeps one block row (a block is written once complete).
+    GDAL's default would let the cache grow to 5 % of the machine's memory.
+    """
+    outputs = GEOTIFF_BLOCK * width * (5 if save_score else 1)
+    return outputs + 16 * 2**20
 
 
 def _quicklook(sample_bgr: np.ndarray, shape: tuple) -> dict:
@@ -388,7 +389,7 @@ def infer_scene(
         else:
             for path in _present(paths):
                 os.remove(path)
-        with rasterio.Env(GDAL_CACHEMAX=_cache_mb(scene, options.save_score)):
+        with rasterio.Env(GDAL_CACHEMAX=_cache_bytes(options.save_score, scene.width)):
             return _run(
                 predictor, scene, text, options, paths, settings, state, started, progress, prefetch
             )
@@ -454,9 +455,9 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
             start = time.perf_counter()
             margin = values[0]
             if region is not None:
-                margin[~region.rows_mask(y0, y1)] = BACKGROUND_MARGIN
+                np.copyto(margin, BACKGROUND_MARGIN, where=~region.rows_mask(y0, y1))
             if valid is not None:
-                margin[~valid] = np.nan
+                np.copyto(margin, np.float32(np.nan), where=~valid)
             margin_file.write(y0, margin)
             margin_file.sync()
             _write_json(
@@ -574,7 +575,7 @@ def _write_outputs(scene, margin_file, text, options, paths, sample, sample_vali
     if options.quicklook:
         files['quicklook'] = paths['quicklook']
         sample_bgr = scene.to_bgr(sample)
-        sample_bgr[~sample_valid] = 0
+        sample_bgr *= sample_valid[..., None]
         quick = _quicklook(sample_bgr, (height, width))
     polygonizer = StripPolygonizer()
     num_valid = num_fg = 0
@@ -591,14 +592,20 @@ def _write_outputs(scene, margin_file, text, options, paths, sample, sample_vali
                 valid = scene.read_valid(y0, y1)
             fg = (margin > 0) & valid
             mask = fg.astype(np.uint8)
-            mask[~valid] = MASK_NODATA
-            prob = 0.5 + 0.5 * np.tanh(0.5 * np.nan_to_num(margin, nan=BACKGROUND_MARGIN))
+            np.copyto(mask, np.uint8(MASK_NODATA), where=~valid)
+            # sigmoid(margin) = (1 + tanh(margin / 2)) / 2, in place; nodata NaN.
+            prob = np.nan_to_num(margin, nan=BACKGROUND_MARGIN)
+            prob *= 0.5
+            np.tanh(prob, out=prob)
+            prob *= 0.5
+            prob += 0.5
+            np.copyto(prob, np.float32(np.nan), where=~valid)
             mask_writer.write(y0, mask)
             if score_writer is not None:
-                score_writer.write(y0, np.where(valid, prob, np.float32('nan')).astype(np.float32))
+                score_writer.write(y0, prob)
             num_valid += int(np.count_nonzero(valid))
             num_fg += int(np.count_nonzero(fg))
-            margin_sum += float(margin[fg].sum(dtype=np.float64))
+            margin_sum += float(np.sum(margin, where=fg, dtype=np.float64))
             timings['outputs_write'] += time.perf_counter() - start
             start = time.perf_counter()
             kept = polygon_writer.add(polygonizer.add_strip(fg, prob, y0))

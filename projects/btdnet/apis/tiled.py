@@ -640,8 +640,8 @@ def predict_tiled(
     ):
         if region is not None:
             outside = ~region.rows_mask(y0, y1)
-            values[0][outside] = 0.0
-            values[1][outside] = BACKGROUND_MARGIN
+            np.copyto(values[0], np.float32(0), where=outside)
+            np.copyto(values[1], np.float32(BACKGROUND_MARGIN), where=outside)
         logits[:, y0:y1] = values
     seg_logits = torch.from_numpy(logits)
     result = SegDataSample(
