@@ -52,6 +52,15 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, help='torch intra-op threads')
     parser.add_argument('--flush-denormal', action='store_true', help='see benchmark_model.py')
     parser.add_argument('--stand-in', action='store_true', help='a 3x3 mean filter, no network')
+    parser.add_argument(
+        '--no-prefetch', action='store_true', help='read in the main thread, between forwards'
+    )
+    parser.add_argument(
+        '--model-alone-sizes',
+        type=int,
+        nargs='*',
+        help='sizes that also get the model-alone child (default: all)',
+    )
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'benchmark_scene'))
     parser.add_argument('--child', choices=('run', 'model'), help=argparse.SUPPRESS)
     parser.add_argument('--scene', help=argparse.SUPPRESS)
@@ -107,7 +116,15 @@ def child(args) -> dict:
     if args.child == 'run':
         out_dir = osp.join(args.work_dir, 'out_' + osp.splitext(osp.basename(args.scene))[0])
         options = SceneOptions(batch_size=args.batch_size, overlap=args.overlap)
-        summary = infer_scene(predictor, args.scene, SENTENCE, out_dir, options, overwrite=True)
+        summary = infer_scene(
+            predictor,
+            args.scene,
+            SENTENCE,
+            out_dir,
+            options,
+            overwrite=True,
+            prefetch=not args.no_prefetch,
+        )
         result = dict(
             tiles=summary['tiles'],
             timings=summary['timings_s'],
@@ -149,6 +166,7 @@ def run_child(args, kind: str, scene: str) -> dict:
             argv += [f'--{name.replace("_", "-")}', str(value)]
     argv += ['--batch-size', str(args.batch_size), '--overlap', str(args.overlap)]
     argv += ['--flush-denormal'] * args.flush_denormal + ['--stand-in'] * args.stand_in
+    argv += ['--no-prefetch'] * args.no_prefetch
     env = dict(os.environ, PYTHONPATH=osp.join(ROOT, 'projects'))
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith('RESULT ')]
@@ -183,20 +201,20 @@ def main(argv=None) -> int:
     for repeat in range(args.repeats):
         for size in args.sizes:
             run = run_child(args, 'run', scenes[size])
-            model = run_child(args, 'model', scenes[size])
+            alone = args.model_alone_sizes is None or size in args.model_alone_sizes
+            model = run_child(args, 'model', scenes[size]) if alone else None
             results[size].append((run, model))
-            ratio = run['timings']['total'] / model['model_s']
+            ratio = f'{run["timings"]["total"] / model["model_s"]:.3f}x' if model else 'not run'
             print(
                 f'[{repeat + 1}/{args.repeats}] {size}^2: end to end '
-                f'{run["timings"]["total"]:.1f} s, '
-                f'model alone {model["model_s"]:.1f} s ({ratio:.3f}x), peak RSS '
+                f'{run["timings"]["total"]:.1f} s, model alone: {ratio}, peak RSS '
                 f'{run["peak_rss_mb"]:.0f} MiB',
                 flush=True,
             )
 
     print(
-        '\n| scene | tiles run / skipped | tiles/s | end to end (s) | model alone (s) | '
-        'ratio | read | model | blend | write | vectorise | RSS after load | peak RSS |'
+        '\n| scene | tiles run / skipped | tiles/s | end to end (s) | model alone (s) | ratio | '
+        'model in run (s) | read | blend | write | vectorise | RSS after load | peak RSS |'
     )
     print('| --- ' + '| ---: ' * 12 + '|')
     peaks = {}
@@ -204,16 +222,19 @@ def main(argv=None) -> int:
         for run, model in pairs:
             t = run['timings']
             write = t['write'] + t['outputs_write']
+            alone = f'{model["model_s"]:.1f}' if model else '-'
+            ratio = f'{t["total"] / model["model_s"]:.3f}x' if model else '-'
             print(
                 f'| {size}^2 | {run["tiles"]["run"]} / {run["tiles"]["nodata"]} | '
-                f'{run["tiles_per_s"]:.2f} | {t["total"]:.1f} | {model["model_s"]:.1f} | '
-                f'{t["total"] / model["model_s"]:.3f}x | {t["read"]:.1f} | {t["model"]:.1f} | '
-                f'{t["blend"]:.1f} | {write:.1f} | {t["vectorise"]:.1f} | '
-                f'{run["rss_loaded_mb"]:.0f} MiB | {run["peak_rss_mb"]:.0f} MiB |'
+                f'{run["tiles_per_s"]:.2f} | {t["total"]:.1f} | {alone} | {ratio} | '
+                f'{t["model"]:.1f} | {t["read"]:.1f} | {t["blend"]:.1f} | {write:.1f} | '
+                f'{t["vectorise"]:.1f} | {run["rss_loaded_mb"]:.0f} MiB | '
+                f'{run["peak_rss_mb"]:.0f} MiB |'
             )
         peaks[size] = statistics.median(run['peak_rss_mb'] for run, _ in pairs)
-        ratios = [run['timings']['total'] / model['model_s'] for run, model in pairs]
-        print(f'{size}^2: end to end / model alone, median {statistics.median(ratios):.3f}x')
+        ratios = [run['timings']['total'] / m['model_s'] for run, m in pairs if m]
+        if ratios:
+            print(f'{size}^2: end to end / model alone, median {statistics.median(ratios):.3f}x')
     if len(peaks) > 1:
         small, large = min(peaks), max(peaks)
         print(f'peak RSS {large}^2 / {small}^2: {peaks[large] / peaks[small]:.3f}x')

@@ -17,7 +17,6 @@ moved to the scene's CRS when written.
 """
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -29,10 +28,8 @@ import shapely
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import shapes
-from rasterio.warp import transform_geom
-from shapely.affinity import affine_transform
-from shapely.geometry import mapping, shape
-from shapely.geometry.polygon import orient
+from rasterio.warp import transform as transform_points
+from shapely.geometry import shape
 
 GEOJSON_DECIMALS = 7  # ~1 cm in longitude / latitude
 
@@ -196,7 +193,7 @@ class PolygonWriter:
         min_area: float = 0.0,
         simplify: float = 0.0,
         timestamp: str = '2000-01-01T00:00:00.000Z',
-        batch: int = 5000,
+        batch: int = 1000,
     ) -> None:
         self.gpkg_path, self.geojson_path = str(gpkg_path), geojson_path
         self.crs = CRS.from_user_input(crs) if crs is not None else None
@@ -211,6 +208,7 @@ class PolygonWriter:
         if self.crs is not None and self.crs.is_projected:
             self._pixel_area *= self.crs.linear_units_factor[1] ** 2
         self._pending: list[tuple] = []
+        self._queued = 0
         self._gpkg_started = False
         self.count = 0
         self._geojson = None
@@ -227,48 +225,58 @@ class PolygonWriter:
             f'+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs'
         )
 
+    def _moved(self, geometries: np.ndarray, crs) -> np.ndarray:
+        """CRS geometries reprojected to ``crs``, all coordinates in one call."""
+
+        def move(coords: np.ndarray) -> np.ndarray:
+            xs, ys = transform_points(self.crs, crs, coords[:, 0], coords[:, 1])
+            return np.column_stack([xs, ys])
+
+        return shapely.transform(geometries, move)
+
     def add(self, polygons: list[PixelPolygon]) -> list[shapely.Polygon]:
         """Queue polygons; returns the kept ones (after ``min_area`` and ``simplify``) in pixel
         coordinates, e.g. for drawing."""
         if not polygons:
             return []
-        world = [affine_transform(p.geometry, self._matrix) for p in polygons]
+        pixel = np.array([p.geometry for p in polygons], dtype=object)
+        pixels = np.array([p.pixels for p in polygons], np.float64)
+        scores = np.array([p.score for p in polygons], np.float64)
         if self.unit == 'px':
-            areas = [float(p.pixels) for p in polygons]
+            areas = pixels
         elif self.crs.is_projected:
-            areas = [p.pixels * self._pixel_area for p in polygons]
+            areas = pixels * self._pixel_area
         else:
             if self._equal_area is None:
                 raise RuntimeError('call set_equal_area_centre for a geographic CRS')
-            moved = transform_geom(self.crs, self._equal_area, [mapping(g) for g in world])
-            areas = [float(shape(g).area) for g in moved]
-        kept = []
-        for polygon, area in zip(polygons, areas):
-            if area < self.min_area:
-                continue
-            geometry = polygon.geometry
-            if self.simplify > 0:
-                geometry = geometry.simplify(self.simplify, preserve_topology=True)
-            kept.append(geometry)
-            self._pending.append(
-                (
-                    affine_transform(geometry, self._matrix),
-                    polygon.score,
-                    area,
-                )
-            )
-        if len(self._pending) >= self.batch:
+            areas = shapely.area(self._moved(self._to_crs(pixel), self._equal_area))
+        keep = areas >= self.min_area
+        pixel, scores, areas = pixel[keep], scores[keep], areas[keep]
+        if self.simplify > 0:
+            pixel = shapely.simplify(pixel, self.simplify, preserve_topology=True)
+        self._pending.append((self._to_crs(pixel), scores, areas))
+        self._queued += len(pixel)
+        if self._queued >= self.batch:
             self._flush()
-        return kept
+        return list(pixel)
+
+    def _to_crs(self, geometries: np.ndarray) -> np.ndarray:
+        a, b, d, e, c, f = self._matrix
+        return shapely.transform(
+            geometries, lambda xy: xy @ np.array([[a, d], [b, e]]) + np.array([c, f])
+        )
 
     def _flush(self) -> None:
-        if not self._pending and self._gpkg_started:
+        if not self._queued and self._gpkg_started:
             return
-        geoms = [g for g, _, _ in self._pending]
+        empty = np.array([], dtype=object)
+        geoms = np.concatenate([g for g, _, _ in self._pending]) if self._pending else empty
+        scores = np.concatenate([s for _, s, _ in self._pending]) if self._pending else empty
+        areas = np.concatenate([a for _, _, a in self._pending]) if self._pending else empty
         fields = [
-            np.array([s for _, s, _ in self._pending], np.float64),
-            np.array([a for _, _, a in self._pending], np.float64),
-            np.array([self.sentence] * len(self._pending), dtype=object),
+            scores.astype(np.float64),
+            areas.astype(np.float64),
+            np.array([self.sentence] * len(geoms), dtype=object),
         ]
         previous = pyogrio.get_gdal_config_option('OGR_CURRENT_DATE')
         pyogrio.set_gdal_config_options({'OGR_CURRENT_DATE': self.timestamp})
@@ -278,9 +286,7 @@ class PolygonWriter:
             try:
                 pyogrio.raw.write(
                     self.gpkg_path,
-                    np.array(shapely.to_wkb(geoms), dtype=object)
-                    if geoms
-                    else np.array([], dtype=object),
+                    np.array(shapely.to_wkb(geoms), dtype=object) if len(geoms) else empty,
                     fields,
                     ['score', self.field, 'sentence'],
                     layer='targets',
@@ -292,18 +298,21 @@ class PolygonWriter:
             finally:
                 pyogrio.set_gdal_config_options({'OGR_CURRENT_DATE': previous})
         self._gpkg_started = True
-        if self._geojson is not None and geoms:
-            lonlat = transform_geom(self.crs, 'EPSG:4326', [mapping(g) for g in geoms])
-            for g, (_, score, area) in zip(lonlat, self._pending):
-                feature = dict(
-                    type='Feature',
-                    properties={'score': score, self.field: area, 'sentence': self.sentence},
-                    geometry=_rounded(mapping(orient(shape(g), sign=1.0))),
+        if self._geojson is not None and len(geoms):
+            # RFC 7946: longitude / latitude, exterior rings counter-clockwise.
+            lonlat = shapely.orient_polygons(self._moved(geoms, 'EPSG:4326'), exterior_cw=False)
+            lonlat = shapely.transform(lonlat, lambda xy: np.round(xy, GEOJSON_DECIMALS))
+            sentence = json.dumps(self.sentence)
+            for text, score, area in zip(shapely.to_geojson(lonlat), scores, areas):
+                self._geojson.write(
+                    ('\n' if self._geojson_first else ',\n')
+                    + f'{{"type": "Feature", "properties": {{"score": {float(score)!r}, '
+                    f'"{self.field}": {float(area)!r}, "sentence": {sentence}}}, '
+                    f'"geometry": {text}}}'
                 )
-                self._geojson.write(('\n' if self._geojson_first else ',\n') + json.dumps(feature))
                 self._geojson_first = False
-        self.count += len(self._pending)
-        self._pending = []
+        self.count += len(geoms)
+        self._pending, self._queued = [], 0
 
     def close(self) -> int:
         """Write what is queued and close the files; returns the number of features."""
@@ -328,18 +337,3 @@ class PolygonWriter:
             self.close()
         else:
             self.abort()
-
-
-def _rounded(geometry: dict) -> dict:
-    """A GeoJSON polygon mapping with coordinates rounded to :data:`GEOJSON_DECIMALS`."""
-    rings = [
-        [[round(x, GEOJSON_DECIMALS), round(y, GEOJSON_DECIMALS)] for x, y in ring]
-        for ring in geometry['coordinates']
-    ]
-    return dict(type=geometry['type'], coordinates=rings)
-
-
-def remove_if_exists(*paths: str) -> None:
-    for path in paths:
-        if path and os.path.lexists(path):
-            os.remove(path)

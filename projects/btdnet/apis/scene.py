@@ -58,9 +58,9 @@ from .tiled import (
 )
 
 STATE_VERSION = 1
-# Output rows per strip of the second phase (half a GeoTIFF block: GDAL keeps the block until
-# its second half is written).
-OUTPUT_ROWS = 256
+# Output rows per strip of the second phase (a quarter of a GeoTIFF block: GDAL keeps the
+# block until its last rows are written).
+OUTPUT_ROWS = 128
 MODES = ('tiles', 'overview')
 
 
