@@ -133,17 +133,19 @@ def parse_args(argv=None):
 
 
 def init_distributed(args) -> tuple[int, int, str]:
-    """(rank, world size, device); torchrun launches get a process group (gloo without CUDA)."""
+    """(rank, world size, device); torchrun launches get a process group: one GPU per process
+    (nccl) on CUDA devices, gloo on CPU."""
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if args.launcher == 'none':
         return 0, 1, device
     import torch.distributed as dist
 
     local_rank = int(os.environ.get('LOCAL_RANK', args.local_rank))
-    if torch.cuda.is_available():
+    on_gpu = device.startswith('cuda')
+    if on_gpu:
         torch.cuda.set_device(local_rank)
         device = f'cuda:{local_rank}'
-    dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
+    dist.init_process_group(backend='nccl' if on_gpu else 'gloo')
     return dist.get_rank(), dist.get_world_size(), device
 
 

@@ -558,6 +558,19 @@ def test_empty_sentence_is_refused_before_any_work(utm_scene, tmp_path, text, er
     assert predictor.calls == 0 and not (tmp_path / 'o').exists()
 
 
+def test_a_full_disk_is_refused_before_any_work(utm_scene, tmp_path, monkeypatch):
+    import shutil as shutil_module
+
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        'btdnet.apis.scene.shutil.disk_usage', lambda path: usage._replace(free=1000)
+    )
+    predictor = BoxPredictor()
+    with pytest.raises(OSError, match=r'0\.00 GiB free, but the run needs'):
+        infer_scene(predictor, utm_scene[0], SENTENCE, str(tmp_path / 'o'))
+    assert predictor.calls == 0
+
+
 def test_write_mask_geotiff_on_its_own(tmp_path):
     mask = np.zeros((30, 40), np.uint8)
     mask[5:9, 10:20] = 1

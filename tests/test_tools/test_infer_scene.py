@@ -56,12 +56,15 @@ def scene(path, height, width, seed=0, nodata_rows=0):
 
 
 def env():
+    # CPU processes on any machine: the torchrun test starts 2 of them, and the resume test
+    # compares bytes across processes.
     return dict(
         os.environ,
         PYTHON=sys.executable,
         OMP_NUM_THREADS='1',
         PYTHONUNBUFFERED='1',
         PYTHONPATH=str(ROOT / 'projects'),
+        CUDA_VISIBLE_DEVICES='',
     )
 
 

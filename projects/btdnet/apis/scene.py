@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import os.path as osp
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -194,6 +195,16 @@ def _write_json(path: str, data: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _check_free_space(out_dir: str, needed: int) -> None:
+    """Refuse to start when the intermediate file would not fit on the output's disk."""
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        raise OSError(
+            f'{out_dir}: {free / 2**30:.2f} GiB free, but the run needs {needed / 2**30:.2f} GiB '
+            'for its intermediate file (4 bytes per working pixel) besides the outputs'
+        )
 
 
 def _differences(expected: dict, found: dict) -> list:
@@ -366,6 +377,7 @@ def infer_scene(
             tile_size=list(predictor.tile_size),
             model=model_info or {},
         )
+        settings = json.loads(json.dumps(settings))  # as the state file holds them (lists)
         if status == 'done':
             with open(paths['summary'], encoding='utf-8') as f:
                 summary = json.load(f)
@@ -390,8 +402,11 @@ def infer_scene(
                     + '\n  '.join(differ or [f'state version {state.get("version")}'])
                 )
         else:
+            if resume:
+                _log(f'{out_dir} holds no earlier run for {stem}; starting from the beginning')
             for path in _present(paths):
                 os.remove(path)
+            _check_free_space(out_dir, scene.work_height * scene.work_width * 4)
         with rasterio.Env(GDAL_CACHEMAX=_cache_bytes(options.save_score, scene.width)):
             return _run(
                 predictor, scene, text, options, paths, settings, state, started, progress, prefetch
