@@ -45,7 +45,14 @@ from rasterio.warp import transform as transform_points
 
 from ..evaluation.rrsis_metric import safe_file_stem
 from .polygons import PolygonWriter, StripPolygonizer, describe_area
-from .raster import GEOTIFF_BLOCK, MASK_NODATA, GeoTiffWriter, RasterScene, parse_bands
+from .raster import (
+    GEOTIFF_BLOCK,
+    MASK_NODATA,
+    STRETCH_PERCENTILES,
+    GeoTiffWriter,
+    RasterScene,
+    parse_bands,
+)
 from .tiled import (
     BACKGROUND_MARGIN,
     DEFAULT_OVERLAP,
@@ -228,6 +235,11 @@ class _MarginFile:
 
     def __init__(self, path: str, height: int, width: int, resume: bool) -> None:
         self.path, self.height, self.width = path, height, width
+        if resume and not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{path}: the intermediate file of the run to resume is missing; pass '
+                '--overwrite to start again'
+            )
         self.fd = os.open(path, os.O_RDWR | (0 if resume else os.O_CREAT | os.O_TRUNC), 0o644)
         os.ftruncate(self.fd, height * width * 4)
 
@@ -455,20 +467,22 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
     margin_file = _MarginFile(paths['partial'], *work_shape, resume=state is not None)
     try:
         phase = time.perf_counter()
-        rows = blend_rows(
-            predictor,
-            text,
-            grid,
-            scene.read_rows,
-            channels='margin',
-            batch_size=options.batch_size,
-            keep=region.intersects if region is not None else None,
-            start_row=first_strip,
-            counts=counts,
-            timings=timings,
-            progress=progress,
-            prefetch=prefetch,
-        )
+        rows = []  # stays empty when the tiles phase had finished before the run stopped
+        if first_strip < len(grid.rows):
+            rows = blend_rows(
+                predictor,
+                text,
+                grid,
+                scene.read_rows,
+                channels='margin',
+                batch_size=options.batch_size,
+                keep=region.intersects if region is not None else None,
+                start_row=first_strip,
+                counts=counts,
+                timings=timings,
+                progress=progress,
+                prefetch=prefetch,
+            )
         for k, y0, y1, values, valid in rows:
             start = time.perf_counter()
             margin = values[0]
@@ -517,7 +531,9 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
         tiles=asdict(counts),
         stretch=None
         if scene.stretch is None
-        else dict(percentiles=[2.0, 98.0], low=scene.stretch[0], high=scene.stretch[1]),
+        else dict(
+            percentiles=list(STRETCH_PERCENTILES), low=scene.stretch[0], high=scene.stretch[1]
+        ),
         overview=overview,
         existence=outputs['existence'],
         polygons=outputs['polygons'],
