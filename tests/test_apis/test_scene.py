@@ -446,6 +446,27 @@ def test_resume_after_an_interruption_gives_identical_files(utm_scene, tmp_path)
     assert again['timings_s'] == summary['timings_s']  # already complete: nothing re-run
 
 
+def test_resume_after_the_tiles_phase_only_writes_the_outputs(utm_scene, tmp_path, monkeypatch):
+    import btdnet.apis.scene as scene_module
+
+    path = utm_scene[0]
+    infer_scene(BoxPredictor(), path, SENTENCE, str(tmp_path / 'full'))
+    real = scene_module._write_outputs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt('stopped while writing the outputs')
+
+    monkeypatch.setattr(scene_module, '_write_outputs', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        infer_scene(BoxPredictor(), path, SENTENCE, str(tmp_path / 'part'))
+    monkeypatch.setattr(scene_module, '_write_outputs', real)
+    predictor = BoxPredictor()
+    summary = infer_scene(predictor, path, SENTENCE, str(tmp_path / 'part'), resume=True)
+    assert predictor.calls == 0 and summary['resumed_from_strip'] == summary['grid']['rows']
+    for name in ('scene_mask.tif', 'scene.gpkg', 'scene.geojson'):
+        assert (tmp_path / 'part' / name).read_bytes() == (tmp_path / 'full' / name).read_bytes()
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
