@@ -29,7 +29,6 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import shapes
 from rasterio.warp import transform as transform_points
-from shapely.geometry import shape
 
 GEOJSON_DECIMALS = 7  # ~1 cm in longitude / latitude
 
@@ -94,7 +93,10 @@ class StripPolygonizer:
                 label = int(value)
                 cid = base + label
                 self._parent[cid] = cid
-                self._parts[cid] = PixelPolygon(shape(geom), int(pixels[label]), float(sums[label]))
+                rings = [np.asarray(ring, np.float64) for ring in geom['coordinates']]
+                self._parts[cid] = PixelPolygon(
+                    shapely.Polygon(rings[0], rings[1:]), int(pixels[label]), float(sums[label])
+                )
             self._next_id += num - 1
             top = labels[0]
             both = (top > 0) & (self._last_row >= 0) if self._last_row is not None else None
@@ -127,6 +129,9 @@ class StripPolygonizer:
                 del self._parent[cid]
             geometry = members[0].geometry
             if len(members) > 1:
+                # Exact: the parts share pixel edges in integer coordinates. (GEOS's faster
+                # coverage union needs matching vertices on shared edges, which the strips'
+                # outlines do not have.)
                 geometry = shapely.union_all([m.geometry for m in members])
             done.append(
                 PixelPolygon(
