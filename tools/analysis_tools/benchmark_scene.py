@@ -9,6 +9,9 @@ processes one after the other:
 * ``model``: the same tiles, read and batched the same way, but only the predictor calls are
   timed: the model's own batched forward time on those tiles.
 
+Both the wall time and the process's CPU time (all threads) are compared: on a machine shared
+with other work the wall time of two runs can differ by tens of percent, the CPU time much less.
+
 It prints per run the tiles/s, the time of each stage (read = reading, stretching and cutting
 tiles, in a background thread while the model runs; model; blend; write = intermediate strips and
 output GeoTIFFs; vectorise), the end-to-end time over the model-only time, and the peak resident
@@ -113,6 +116,7 @@ def child(args) -> dict:
 
     predictor = build_predictor(args)
     loaded = rss_mb()
+    cpu_start = time.process_time()
     if args.child == 'run':
         out_dir = osp.join(args.work_dir, 'out_' + osp.splitext(osp.basename(args.scene))[0])
         options = SceneOptions(batch_size=args.batch_size, overlap=args.overlap)
@@ -129,9 +133,20 @@ def child(args) -> dict:
             tiles=summary['tiles'],
             timings=summary['timings_s'],
             tiles_per_s=summary['tiles']['run'] / summary['timings_s']['total'],
+            cpu_s=time.process_time() - cpu_start,
         )
     else:
         counts, timings = TileCounts(), {}
+        model_cpu = [0.0]
+        network = predictor
+
+        def predictor(tiles, text):  # noqa: F811  (the same predictor, its CPU time counted)
+            start = time.process_time()
+            out = network(tiles, text)
+            model_cpu[0] += time.process_time() - start
+            return out
+
+        predictor.tile_size = network.tile_size
         with RasterScene(args.scene) as scene:
             scene.fit_stretch(*scene.sample())
             grid = TileGrid(scene.work_height, scene.work_width, predictor.tile_size, args.overlap)
@@ -147,7 +162,7 @@ def child(args) -> dict:
                 timings=timings,
             ):
                 pass
-        result = dict(tiles=counts.__dict__, model_s=timings['model'])
+        result = dict(tiles=counts.__dict__, model_s=timings['model'], model_cpu_s=model_cpu[0])
         result['loop_s'] = time.perf_counter() - start
     result.update(
         kind=args.child,
@@ -204,7 +219,12 @@ def main(argv=None) -> int:
             alone = args.model_alone_sizes is None or size in args.model_alone_sizes
             model = run_child(args, 'model', scenes[size]) if alone else None
             results[size].append((run, model))
-            ratio = f'{run["timings"]["total"] / model["model_s"]:.3f}x' if model else 'not run'
+            ratio = (
+                f'{run["timings"]["total"] / model["model_s"]:.3f}x (CPU time '
+                f'{run["cpu_s"] / model["model_cpu_s"]:.3f}x)'
+                if model
+                else 'not run'
+            )
             print(
                 f'[{repeat + 1}/{args.repeats}] {size}^2: end to end '
                 f'{run["timings"]["total"]:.1f} s, model alone: {ratio}, peak RSS '
@@ -214,9 +234,10 @@ def main(argv=None) -> int:
 
     print(
         '\n| scene | tiles run / skipped | tiles/s | end to end (s) | model alone (s) | ratio | '
-        'model in run (s) | read | blend | write | vectorise | RSS after load | peak RSS |'
+        'CPU-time ratio | model in run (s) | read | blend | write | vectorise | RSS after load | '
+        'peak RSS |'
     )
-    print('| --- ' + '| ---: ' * 12 + '|')
+    print('| --- ' + '| ---: ' * 13 + '|')
     peaks = {}
     for size, pairs in results.items():
         for run, model in pairs:
@@ -224,17 +245,22 @@ def main(argv=None) -> int:
             write = t['write'] + t['outputs_write']
             alone = f'{model["model_s"]:.1f}' if model else '-'
             ratio = f'{t["total"] / model["model_s"]:.3f}x' if model else '-'
+            cpu = f'{run["cpu_s"] / model["model_cpu_s"]:.3f}x' if model else '-'
             print(
                 f'| {size}^2 | {run["tiles"]["run"]} / {run["tiles"]["nodata"]} | '
-                f'{run["tiles_per_s"]:.2f} | {t["total"]:.1f} | {alone} | {ratio} | '
+                f'{run["tiles_per_s"]:.2f} | {t["total"]:.1f} | {alone} | {ratio} | {cpu} | '
                 f'{t["model"]:.1f} | {t["read"]:.1f} | {t["blend"]:.1f} | {write:.1f} | '
                 f'{t["vectorise"]:.1f} | {run["rss_loaded_mb"]:.0f} MiB | '
                 f'{run["peak_rss_mb"]:.0f} MiB |'
             )
         peaks[size] = statistics.median(run['peak_rss_mb'] for run, _ in pairs)
         ratios = [run['timings']['total'] / m['model_s'] for run, m in pairs if m]
+        cpu = [run['cpu_s'] / m['model_cpu_s'] for run, m in pairs if m]
         if ratios:
-            print(f'{size}^2: end to end / model alone, median {statistics.median(ratios):.3f}x')
+            print(
+                f'{size}^2: end to end / model alone, median {statistics.median(ratios):.3f}x '
+                f'wall time, {statistics.median(cpu):.3f}x CPU time'
+            )
     if len(peaks) > 1:
         small, large = min(peaks), max(peaks)
         print(f'peak RSS {large}^2 / {small}^2: {peaks[large] / peaks[small]:.3f}x')
