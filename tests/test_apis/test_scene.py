@@ -345,12 +345,31 @@ def test_the_scene_is_read_by_windows_only(tmp_path, monkeypatch):
     predictor = BoxPredictor(tile_size=(128, 128))
     summary = infer_scene(predictor, path, SENTENCE, str(tmp_path / 'o'))
     windows = [shape for window, shape in reads if window is not None]
-    decimated = [shape for window, shape in reads if window is None]
+    assert len(windows) == len(reads)  # no whole read, not even a decimated one
     assert summary['grid']['rows'] > 10
-    assert sum(rows for _, rows, cols in windows if cols == 2048) == 1100  # each row read once
+    # Each row is read twice: in the pass for the stretch sample, and for the tiles.
+    assert sum(rows for _, rows, cols in windows if cols == 2048) == 2 * 1100
     # Whole block rows (64 here) of at least ROW_CHUNK rows, and blocks of 2048 columns at most.
     assert all(rows <= 256 and cols <= 2048 for _, rows, cols in windows)
-    assert decimated == [(3, 490, 1024)]  # the stretch's decimated read
+
+
+def test_scan_samples_and_averages_exactly(tmp_path):
+    rng = np.random.default_rng(15)
+    bands = rng.integers(1, 60000, (3, 300, 150)).astype(np.uint16)
+    bands[:, :10, :10] = 0  # one overview cell of nodata
+    bands[:, 10:20, 10:15] = 0  # half a cell
+    path = write_tif(tmp_path / 'scan.tif', bands, nodata=0)
+    with RasterScene(path) as scene:
+        scan = scene.scan(max_side=100, overview_shape=(30, 15))
+    rows = ((np.arange(100) + 0.5) * 3).astype(int)
+    cols = ((np.arange(50) + 0.5) * 3).astype(int)
+    assert np.array_equal(scan['sample'], bands[:, rows][:, :, cols])
+    valid = bands.any(0)
+    cells = bands.reshape(3, 30, 10, 15, 10).astype(np.float64)
+    counts = valid.reshape(30, 10, 15, 10).sum((1, 3))
+    mean = cells.sum((2, 4)) / np.maximum(counts, 1)
+    assert np.array_equal(scan['overview_valid'], counts > 0) and not scan['overview_valid'][0, 0]
+    assert np.abs(scan['overview'].astype(np.float64) - np.rint(mean)).max() <= 1
 
 
 def test_read_rows_equals_a_direct_read_for_any_window_order(tmp_path):

@@ -212,20 +212,77 @@ class RasterScene:
             invalid &= bad
         return ~invalid
 
-    def sample(self, max_side: int = SAMPLE_SIDE) -> tuple[np.ndarray, np.ndarray]:
-        """A decimated read of the whole scene (nearest neighbour, longest side ``max_side``).
+    def scan(
+        self, max_side: int = SAMPLE_SIDE, overview_shape: tuple[int, int] | None = None
+    ) -> dict:
+        """One pass over the whole scene, in chunks of whole blocks (each decoded once; GDAL's
+        own decimated reads decode a block once per sampled row when its cache is small).
+
+        Args:
+            max_side (int): Longest side of the decimated sample (nearest neighbour at pixel
+                centres; the scene's own size when smaller).
+            overview_shape (tuple[int, int], optional): (h, w) of a box-averaged overview of
+                the valid pixels (every source pixel counts in one overview cell).
 
         Returns:
-            tuple: data in the file's dtype (C, h, w) and its valid mask (h, w).
+            dict: ``sample`` (C, h, w) in the file's dtype and ``sample_valid`` (h, w); with
+            ``overview_shape`` also ``overview`` (C, oh, ow) (the mean, in the file's dtype)
+            and ``overview_valid`` (oh, ow).
         """
-        factor = max(self.height, self.width) / max_side
-        shape = (
-            len(self.bands),
-            max(1, round(self.height / max(factor, 1))),
-            max(1, round(self.width / max(factor, 1))),
-        )
-        data = self._read(self.src, out_shape=shape)
-        return data, self._valid(data)
+        height, width = self.height, self.width
+        factor = max(1.0, max(height, width) / max_side)
+        sh, sw = max(1, round(height / factor)), max(1, round(width / factor))
+        rows = np.minimum(((np.arange(sh) + 0.5) * height / sh).astype(np.int64), height - 1)
+        cols = np.minimum(((np.arange(sw) + 0.5) * width / sw).astype(np.int64), width - 1)
+        sample = np.zeros((len(self.bands), sh, sw), self.dtype)
+        if overview_shape is not None:
+            oh, ow = overview_shape
+            cell_rows = np.arange(height) * oh // height
+            cell_cols = np.arange(width) * ow // width
+            sums = np.zeros((len(self.bands), oh, ow), np.float64)
+            counts = np.zeros((oh, ow), np.int64)
+        block_h, block_w = self.src.block_shapes[0]
+        chunk_h = block_h * max(1, -(-ROW_CHUNK // block_h))
+        chunk_w = block_w * max(1, COLUMN_CHUNK // block_w)
+        for y0 in range(0, height, chunk_h):
+            y1 = min(height, y0 + chunk_h)
+            r0, r1 = np.searchsorted(rows, [y0, y1])
+            if r0 == r1 and overview_shape is None:
+                continue  # no sampled row in this chunk: not read at all
+            for x0 in range(0, width, chunk_w):
+                x1 = min(width, x0 + chunk_w)
+                c0, c1 = np.searchsorted(cols, [x0, x1])
+                if (r0 == r1 or c0 == c1) and overview_shape is None:
+                    continue
+                data = self._read(self.src, window=Window(x0, y0, x1 - x0, y1 - y0))
+                sample[:, r0:r1, c0:c1] = data[:, rows[r0:r1] - y0][:, :, cols[c0:c1] - x0]
+                if overview_shape is not None:
+                    valid = self._valid(data)
+                    values = np.nan_to_num(data.astype(np.float32)) * valid
+                    # Cell indices only grow along each axis: sum the runs of equal cells.
+                    cr, cc = cell_rows[y0:y1], cell_cols[x0:x1]
+                    starts_r = np.flatnonzero(np.r_[True, cr[1:] != cr[:-1]])
+                    starts_c = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
+                    block = np.add.reduceat(np.add.reduceat(values, starts_r, 1), starts_c, 2)
+                    count = np.add.reduceat(
+                        np.add.reduceat(valid.astype(np.int64), starts_r, 0), starts_c, 1
+                    )
+                    cells = np.ix_(cr[starts_r], cc[starts_c])
+                    sums[(slice(None), *cells)] += block
+                    counts[cells] += count
+        out = dict(sample=sample, sample_valid=self._valid(sample))
+        if overview_shape is not None:
+            mean = sums / np.maximum(counts, 1)
+            if self.dtype.kind in 'ui':
+                info = np.iinfo(self.dtype)
+                mean = np.clip(np.rint(mean), info.min, info.max)
+            out.update(overview=mean.astype(self.dtype), overview_valid=counts > 0)
+        return out
+
+    def sample(self, max_side: int = SAMPLE_SIDE) -> tuple[np.ndarray, np.ndarray]:
+        """The decimated sample of :meth:`scan`: data (C, h, w) and its valid mask (h, w)."""
+        scan = self.scan(max_side)
+        return scan['sample'], scan['sample_valid']
 
     def fit_stretch(self, sample: np.ndarray, valid: np.ndarray) -> None:
         """Set the whole-scene stretch from a decimated read: per band, the 2nd and 98th
@@ -332,14 +389,10 @@ class RasterScene:
             return np.ones((y1 - y0, self.width), bool)
         return self._valid(self._read(self.src, window=Window(0, y0, self.width, y1 - y0)))
 
-    def read_overview(self, shape: tuple[int, int]) -> np.ndarray:
-        """The whole scene resized to ``shape`` (h, w) (GDAL's average), uint8 BGR."""
-        data = self._read(
-            self.src, out_shape=(len(self.bands), *shape), resampling=Resampling.average
-        )
-        bgr = self.to_bgr(data)
-        bgr *= self._valid(data)[..., None]
-        return bgr
+    def overview_bgr(self, scan: dict) -> np.ndarray:
+        """The box-averaged overview of :meth:`scan` as uint8 BGR (cells without a valid pixel
+        black), through the scene's stretch."""
+        return self.to_bgr(scan['overview']) * scan['overview_valid'][..., None].astype(np.uint8)
 
     def close(self) -> None:
         if self._reader is not self.src:

@@ -428,8 +428,12 @@ def infer_scene(
 def _run(predictor, scene, text, options, paths, settings, state, started, progress, prefetch):
     image = scene.path
     timings = dict(read=0.0, model=0.0, blend=0.0, write=0.0)
-    sample, sample_valid = scene.sample()
+    start = time.perf_counter()
+    overview_shape = predictor.tile_size if options.mode == 'overview' else None
+    scan = scene.scan(overview_shape=overview_shape)
+    sample, sample_valid = scan['sample'], scan['sample_valid']
     scene.fit_stretch(sample, sample_valid)
+    timings['read'] += time.perf_counter() - start
     work_shape = (scene.work_height, scene.work_width)
     grid = TileGrid(*work_shape, predictor.tile_size, options.overlap)
     crs = scene.crs
@@ -443,9 +447,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
     region, overview = None, None
     if options.mode == 'overview':
         start = time.perf_counter()
-        view = scene.read_overview(predictor.tile_size)
-        timings['read'] += time.perf_counter() - start
-        start = time.perf_counter()
+        view = scene.overview_bgr(scan)
         region, score = locate_region(predictor, view, text, work_shape, options.region_margin)
         timings['model'] += time.perf_counter() - start
         overview = dict(region.summary(), existence=score)
