@@ -470,20 +470,40 @@ def test_resume_after_the_tiles_phase_only_writes_the_outputs(utm_scene, tmp_pat
 
     path = utm_scene[0]
     infer_scene(BoxPredictor(), path, SENTENCE, str(tmp_path / 'full'))
-    real = scene_module._write_outputs
+    real = scene_module._Outputs.finish
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt('stopped while writing the outputs')
+    def interrupted(self):
+        raise KeyboardInterrupt('stopped while writing the last outputs')
 
-    monkeypatch.setattr(scene_module, '_write_outputs', interrupted)
+    monkeypatch.setattr(scene_module._Outputs, 'finish', interrupted)
     with pytest.raises(KeyboardInterrupt):
         infer_scene(BoxPredictor(), path, SENTENCE, str(tmp_path / 'part'))
-    monkeypatch.setattr(scene_module, '_write_outputs', real)
+    monkeypatch.setattr(scene_module._Outputs, 'finish', real)
     predictor = BoxPredictor()
     summary = infer_scene(predictor, path, SENTENCE, str(tmp_path / 'part'), resume=True)
     assert predictor.calls == 0 and summary['resumed_from_strip'] == summary['grid']['rows']
     for name in ('scene_mask.tif', 'scene.gpkg', 'scene.geojson'):
         assert (tmp_path / 'part' / name).read_bytes() == (tmp_path / 'full' / name).read_bytes()
+
+
+def test_background_threads_write_the_same_files(utm_scene, tmp_path):
+    options = SceneOptions(save_score=True, quicklook=True, batch_size=3)
+    for background in (True, False):
+        out = str(tmp_path / str(background))
+        infer_scene(BoxPredictor(), utm_scene[0], SENTENCE, out, options, background=background)
+    for name in ('scene_mask.tif', 'scene_score.tif', 'scene.gpkg', 'scene.geojson'):
+        assert (tmp_path / 'True' / name).read_bytes() == (tmp_path / 'False' / name).read_bytes()
+
+
+def test_the_stretch_sample_can_skip_rows(tmp_path):
+    bands = np.random.default_rng(16).integers(1, 9000, (3, 2100, 40)).astype(np.uint16)
+    path = write_tif(tmp_path / 'sparse.tif', bands)
+    with RasterScene(path) as scene:
+        full, sparse = scene.scan(), scene.scan(max_chunk_rows=3)
+    # 64-px blocks: chunks of 256 rows; 9 of them, of which rows 0, 1024 and 2048 are read.
+    rows = ((np.arange(1024) + 0.5) * 2100 / 1024).astype(int)
+    kept = np.isin(rows // 256, [0, 4, 8])
+    assert np.array_equal(sparse['sample'], full['sample'][:, kept])
 
 
 # ------------------------------------------------------------------------------ bad input

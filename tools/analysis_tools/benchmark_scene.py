@@ -56,7 +56,9 @@ def parse_args(argv=None):
     parser.add_argument('--flush-denormal', action='store_true', help='see benchmark_model.py')
     parser.add_argument('--stand-in', action='store_true', help='a 3x3 mean filter, no network')
     parser.add_argument(
-        '--no-prefetch', action='store_true', help='read in the main thread, between forwards'
+        '--no-background',
+        action='store_true',
+        help='read and write in the main thread, between forwards',
     )
     parser.add_argument(
         '--model-alone-sizes',
@@ -127,7 +129,7 @@ def child(args) -> dict:
             out_dir,
             options,
             overwrite=True,
-            prefetch=not args.no_prefetch,
+            background=not args.no_background,
         )
         result = dict(
             tiles=summary['tiles'],
@@ -181,7 +183,7 @@ def run_child(args, kind: str, scene: str) -> dict:
             argv += [f'--{name.replace("_", "-")}', str(value)]
     argv += ['--batch-size', str(args.batch_size), '--overlap', str(args.overlap)]
     argv += ['--flush-denormal'] * args.flush_denormal + ['--stand-in'] * args.stand_in
-    argv += ['--no-prefetch'] * args.no_prefetch
+    argv += ['--no-background'] * args.no_background
     env = dict(os.environ, PYTHONPATH=osp.join(ROOT, 'projects'))
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith('RESULT ')]

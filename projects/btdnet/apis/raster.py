@@ -213,7 +213,10 @@ class RasterScene:
         return ~invalid
 
     def scan(
-        self, max_side: int = SAMPLE_SIDE, overview_shape: tuple[int, int] | None = None
+        self,
+        max_side: int = SAMPLE_SIDE,
+        overview_shape: tuple[int, int] | None = None,
+        max_chunk_rows: int | None = None,
     ) -> dict:
         """One pass over the whole scene, in chunks of whole blocks (each decoded once; GDAL's
         own decimated reads decode a block once per sampled row when its cache is small).
@@ -223,6 +226,9 @@ class RasterScene:
                 centres; the scene's own size when smaller).
             overview_shape (tuple[int, int], optional): (h, w) of a box-averaged overview of
                 the valid pixels (every source pixel counts in one overview cell).
+            max_chunk_rows (int, optional): Read only this many chunks of block rows, evenly
+                spread (enough for the stretch's percentiles); the sample then holds only their
+                rows. Ignored with ``overview_shape``. Default: every chunk.
 
         Returns:
             dict: ``sample`` (C, h, w) in the file's dtype and ``sample_valid`` (h, w); with
@@ -244,7 +250,12 @@ class RasterScene:
         block_h, block_w = self.src.block_shapes[0]
         chunk_h = block_h * max(1, -(-ROW_CHUNK // block_h))
         chunk_w = block_w * max(1, COLUMN_CHUNK // block_w)
-        for y0 in range(0, height, chunk_h):
+        starts = np.arange(0, height, chunk_h)
+        if max_chunk_rows is not None and overview_shape is None and len(starts) > max_chunk_rows:
+            starts = starts[np.round(np.linspace(0, len(starts) - 1, max_chunk_rows)).astype(int)]
+            kept = np.isin(rows // chunk_h * chunk_h, starts)
+            rows, sample = rows[kept], sample[:, kept]
+        for y0 in starts.tolist():
             y1 = min(height, y0 + chunk_h)
             r0, r1 = np.searchsorted(rows, [y0, y1])
             if r0 == r1 and overview_shape is None:

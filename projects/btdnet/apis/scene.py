@@ -33,6 +33,7 @@ import os.path as osp
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -66,6 +67,9 @@ from .tiled import (
 )
 
 STATE_VERSION = 1
+# Chunks of whole block rows the stretch's sample comes from (evenly spread over the scene),
+# when neither the overview nor the quicklook needs the whole scene decimated.
+STRETCH_CHUNK_ROWS = 8
 # Output rows per strip of the second phase (a quarter of a GeoTIFF block: GDAL keeps the
 # block until its last rows are written).
 OUTPUT_ROWS = 128
@@ -344,7 +348,7 @@ def infer_scene(
     overwrite: bool = False,
     model_info: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
-    prefetch: bool = True,
+    background: bool = True,
 ) -> dict:
     """Segment what ``text`` names in a whole georeferenced scene, by tiles, strip by strip.
 
@@ -362,7 +366,8 @@ def infer_scene(
         model_info (dict, optional): What identifies the model (config, checkpoint): stored in
             the summary and checked on resume.
         progress (callable, optional): ``progress(done, total)`` tiles, after every batch.
-        prefetch (bool): Read the next strip in a background thread while the model runs.
+        background (bool): Read the next strip and write the finished ones in background
+            threads while the model runs (the files are the same either way).
 
     Returns:
         dict: The run summary (also written to ``<stem>.json``).
@@ -421,18 +426,30 @@ def infer_scene(
             _check_free_space(out_dir, scene.work_height * scene.work_width * 4)
         with rasterio.Env(GDAL_CACHEMAX=_cache_bytes(options.save_score, scene.width)):
             return _run(
-                predictor, scene, text, options, paths, settings, state, started, progress, prefetch
+                predictor,
+                scene,
+                text,
+                options,
+                paths,
+                settings,
+                state,
+                started,
+                progress,
+                background,
             )
 
 
-def _run(predictor, scene, text, options, paths, settings, state, started, progress, prefetch):
+def _run(predictor, scene, text, options, paths, settings, state, started, progress, background):
     image = scene.path
     timings = dict(read=0.0, model=0.0, blend=0.0, write=0.0)
     start = time.perf_counter()
-    overview_shape = predictor.tile_size if options.mode == 'overview' else None
-    scan = scene.scan(overview_shape=overview_shape)
-    sample, sample_valid = scan['sample'], scan['sample_valid']
-    scene.fit_stretch(sample, sample_valid)
+    if options.mode == 'overview' or options.quicklook:  # they need the whole scene
+        scan = scene.scan(
+            overview_shape=predictor.tile_size if options.mode == 'overview' else None
+        )
+    else:
+        scan = scene.scan(max_chunk_rows=STRETCH_CHUNK_ROWS)
+    scene.fit_stretch(scan['sample'], scan['sample_valid'])
     timings['read'] += time.perf_counter() - start
     work_shape = (scene.work_height, scene.work_width)
     grid = TileGrid(*work_shape, predictor.tile_size, options.overlap)
@@ -467,8 +484,12 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
         run_started = state['started']
         _log(f'{image}: resuming after strip {first_strip}/{len(grid.rows)}')
     margin_file = _MarginFile(paths['partial'], *work_shape, resume=state is not None)
+    outputs = None
     try:
         phase = time.perf_counter()
+        outputs = _Outputs(scene, margin_file, text, options, paths, scan, timings, background)
+        if first_strip:
+            outputs.advance(grid.finished_rows(first_strip - 1)[1])
         rows = []  # stays empty when the tiles phase had finished before the run stopped
         if first_strip < len(grid.rows):
             rows = blend_rows(
@@ -483,7 +504,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
                 counts=counts,
                 timings=timings,
                 progress=progress,
-                prefetch=prefetch,
+                prefetch=background,
             )
         for k, y0, y1, values, valid in rows:
             start = time.perf_counter()
@@ -506,15 +527,18 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
             )
             timings['write'] += time.perf_counter() - start
             _log(f'{image}: strip {k + 1}/{len(grid.rows)} done (rows {y0}-{y1})')
+            outputs.advance(y1)
         tiles_seconds = time.perf_counter() - phase
         if counts.run == 0 and counts.nodata == counts.total:
             _log(f'{image}: every window is nodata; the outputs are empty', logging.WARNING)
 
         phase = time.perf_counter()
-        outputs = _write_outputs(
-            scene, margin_file, text, options, paths, sample, sample_valid, timings
-        )
+        written = outputs.finish()
         outputs_seconds = time.perf_counter() - phase
+    except BaseException:
+        if outputs is not None:
+            outputs.abort()
+        raise
     finally:
         margin_file.close()
 
@@ -524,7 +548,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
         image=image,
         sentence=text,
         settings=settings,
-        outputs={k: osp.basename(v) for k, v in outputs['files'].items()},
+        outputs={k: osp.basename(v) for k, v in written['files'].items()},
         working_size=list(work_shape),
         tile_size=list(predictor.tile_size),
         grid=dict(
@@ -537,9 +561,9 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
             percentiles=list(STRETCH_PERCENTILES), low=scene.stretch[0], high=scene.stretch[1]
         ),
         overview=overview,
-        existence=outputs['existence'],
-        polygons=outputs['polygons'],
-        area=outputs['area'],
+        existence=written['existence'],
+        polygons=written['polygons'],
+        area=written['area'],
         resumed_from_strip=first_strip if state is not None else None,
         timings_s=dict(
             {k: round(v, 3) for k, v in timings.items()},
@@ -552,123 +576,166 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
     _write_json(paths['summary'], summary)
     for key in ('state', 'partial'):
         os.remove(paths[key])
-    existence = outputs['existence']
+    existence = written['existence']
     _log(
-        f'{image}: {outputs["polygons"]} polygon(s); target {100 * existence["fg_fraction"]:.2f}% '
+        f'{image}: {written["polygons"]} polygon(s); target {100 * existence["fg_fraction"]:.2f}% '
         f'of the valid pixels, mean margin {existence["fg_margin"]:.3f}; summary in '
         f'{paths["summary"]}'
     )
     return summary
 
 
-def _write_outputs(scene, margin_file, text, options, paths, sample, sample_valid, timings) -> dict:
-    """Phase 2: the mask / score GeoTIFFs, polygons and quicklook from the intermediate."""
-    height, width, crs, transform = scene.height, scene.width, scene.crs, scene.transform
-    same_grid = (scene.work_height, scene.work_width) == (height, width)
-    timings.update(outputs_write=0.0, vectorise=0.0)
-    files = dict(mask=paths['mask'], gpkg=paths['gpkg'])
-    mask_writer = GeoTiffWriter(
-        paths['mask'], height, width, np.uint8, MASK_NODATA, crs, transform, cog=options.cog
-    )
-    score_writer = None
-    if options.save_score:
-        files['score'] = paths['score']
-        score_writer = GeoTiffWriter(
-            paths['score'],
-            height,
-            width,
-            np.float32,
-            float('nan'),
-            crs,
-            transform,
+class _Outputs:
+    """The second phase: the mask / score GeoTIFFs, the polygons, the existence score and the
+    quicklook, written strip by strip (``OUTPUT_ROWS``) from the intermediate file as soon as
+    the rows they need are final. With ``background`` the strips are written by a worker thread
+    while the model runs; either way they are written in the same order, so the files are the
+    same.
+    """
+
+    def __init__(self, scene, margin_file, text, options, paths, scan, timings, background):
+        self.scene, self.margin_file, self.timings = scene, margin_file, timings
+        self.height, self.width = scene.height, scene.width
+        self.text, self.paths = text, paths
+        crs, transform = scene.crs, scene.transform
+        timings.update(outputs_write=0.0, vectorise=0.0)
+        # Output row i reads working rows up to needs[i] (bilinear, see read_resampled).
+        work_h = scene.work_height
+        u = np.clip((np.arange(self.height) + 0.5) * (work_h / self.height) - 0.5, 0, work_h - 1)
+        self.needs = np.minimum(np.floor(u).astype(np.int64) + 1, work_h - 1)
+        self.same_grid = (scene.work_height, scene.work_width) == (self.height, self.width)
+        self.files = dict(mask=paths['mask'], gpkg=paths['gpkg'])
+        self.mask_writer = GeoTiffWriter(
+            paths['mask'], self.height, self.width, np.uint8, MASK_NODATA, crs, transform,
             cog=options.cog,
-            resampling='average',
+        )  # fmt: skip
+        self.score_writer = None
+        if options.save_score:
+            self.files['score'] = paths['score']
+            self.score_writer = GeoTiffWriter(
+                paths['score'], self.height, self.width, np.float32, float('nan'), crs,
+                transform, cog=options.cog, resampling='average',
+            )  # fmt: skip
+        geojson = paths['geojson'] if crs is not None else None
+        if geojson:
+            self.files['geojson'] = geojson
+        self.polygon_writer = PolygonWriter(
+            paths['gpkg'],
+            geojson,
+            crs=crs,
+            transform=transform,
+            sentence=text,
+            min_area=options.min_area,
+            simplify=options.simplify,
+            timestamp=_file_time(scene.path),
         )
-    geojson = paths['geojson'] if crs is not None else None
-    if geojson:
-        files['geojson'] = geojson
-    polygon_writer = PolygonWriter(
-        paths['gpkg'],
-        geojson,
-        crs=crs,
-        transform=transform,
-        sentence=text,
-        min_area=options.min_area,
-        simplify=options.simplify,
-        timestamp=_file_time(scene.path),
-    )
-    area = dict(unit=polygon_writer.unit, how=describe_area(crs))
-    if crs is not None and crs.is_geographic:
-        lon, lat = transform_points(
-            crs,
-            'EPSG:4326',
-            [transform.c + transform.a * width / 2],
-            [transform.f + transform.e * height / 2],
+        self.area = dict(unit=self.polygon_writer.unit, how=describe_area(crs))
+        if crs is not None and crs.is_geographic:
+            lon, lat = transform_points(
+                crs,
+                'EPSG:4326',
+                [transform.c + transform.a * self.width / 2],
+                [transform.f + transform.e * self.height / 2],
+            )
+            self.polygon_writer.set_equal_area_centre(lon[0], lat[0])
+            _log(f'{scene.path}: {self.area["how"]}')
+        self.quick = None
+        if options.quicklook:
+            self.files['quicklook'] = paths['quicklook']
+            sample_bgr = scene.to_bgr(scan['sample'])
+            sample_bgr *= scan['sample_valid'][..., None]
+            self.quick = _quicklook(sample_bgr, (self.height, self.width))
+        self.polygonizer = StripPolygonizer()
+        self.num_valid = self.num_fg = 0
+        self.margin_sum = 0.0
+        self.next_row = 0
+        self.pool = ThreadPoolExecutor(max_workers=1) if background else None
+        self.pending = []
+
+    def advance(self, work_rows: int) -> None:
+        """Write the output strips whose working rows [0, work_rows) are final."""
+        ready = int(np.searchsorted(self.needs, work_rows, side='left'))
+        if self.pool is None:
+            self._strips(ready)
+            return
+        self.pending.append(self.pool.submit(self._strips, ready))
+        for future in [f for f in self.pending if f.done()]:
+            self.pending.remove(future)
+            future.result()  # a failed strip fails the run here
+
+    def _strips(self, ready: int) -> None:
+        while self.next_row < self.height:
+            y0, y1 = self.next_row, min(self.height, self.next_row + OUTPUT_ROWS)
+            if y1 > ready:
+                return
+            self._strip(y0, y1)
+            self.next_row = y1
+
+    def _strip(self, y0: int, y1: int) -> None:
+        start = time.perf_counter()
+        if self.same_grid:
+            margin = self.margin_file.read(y0, y1)
+            valid = ~np.isnan(margin)
+        else:
+            margin = self.margin_file.read_resampled(y0, y1, self.height, self.width)
+            valid = self.scene.read_valid(y0, y1)
+        fg = (margin > 0) & valid
+        mask = fg.astype(np.uint8)
+        np.copyto(mask, np.uint8(MASK_NODATA), where=~valid)
+        # sigmoid(margin) = (1 + tanh(margin / 2)) / 2, in place; nodata NaN.
+        prob = np.nan_to_num(margin, nan=BACKGROUND_MARGIN)
+        prob *= 0.5
+        np.tanh(prob, out=prob)
+        prob *= 0.5
+        prob += 0.5
+        np.copyto(prob, np.float32(np.nan), where=~valid)
+        self.mask_writer.write(y0, mask)
+        if self.score_writer is not None:
+            self.score_writer.write(y0, prob)
+        self.num_valid += int(np.count_nonzero(valid))
+        self.num_fg += int(np.count_nonzero(fg))
+        self.margin_sum += float(np.sum(margin, where=fg, dtype=np.float64))
+        self.timings['outputs_write'] += time.perf_counter() - start
+        start = time.perf_counter()
+        kept = self.polygon_writer.add(self.polygonizer.add_strip(fg, prob, y0))
+        if self.quick is not None:
+            _draw(self.quick, kept)
+        self.timings['vectorise'] += time.perf_counter() - start
+
+    def finish(self) -> dict:
+        """Write what is left, close the files; the files, existence score and counts."""
+        self.advance(self.scene.work_height)
+        if self.pool is not None:
+            for future in self.pending:
+                future.result()
+            self.pool.shutdown()
+        start = time.perf_counter()
+        kept = self.polygon_writer.add(self.polygonizer.finish())
+        if self.quick is not None:
+            _draw(self.quick, kept)
+        count = self.polygon_writer.close()
+        self.timings['vectorise'] += time.perf_counter() - start
+        start = time.perf_counter()
+        self.mask_writer.close()
+        if self.score_writer is not None:
+            self.score_writer.close()
+        self.timings['outputs_write'] += time.perf_counter() - start
+        if self.quick is not None:
+            title = f'{self.text}  ({count} polygons)'
+            _finish_quicklook(self.quick, self.paths['quicklook'], title)
+        existence = dict(
+            fg_fraction=self.num_fg / self.num_valid if self.num_valid else 0.0,
+            fg_margin=self.margin_sum / self.num_fg if self.num_fg else 0.0,
+            fg_pixels=self.num_fg,
+            valid_pixels=self.num_valid,
         )
-        polygon_writer.set_equal_area_centre(lon[0], lat[0])
-        _log(f'{scene.path}: {area["how"]}')
-    quick = None
-    if options.quicklook:
-        files['quicklook'] = paths['quicklook']
-        sample_bgr = scene.to_bgr(sample)
-        sample_bgr *= sample_valid[..., None]
-        quick = _quicklook(sample_bgr, (height, width))
-    polygonizer = StripPolygonizer()
-    num_valid = num_fg = 0
-    margin_sum = 0.0
-    try:
-        for y0 in range(0, height, OUTPUT_ROWS):
-            y1 = min(height, y0 + OUTPUT_ROWS)
-            start = time.perf_counter()
-            if same_grid:
-                margin = margin_file.read(y0, y1)
-                valid = ~np.isnan(margin)
-            else:
-                margin = margin_file.read_resampled(y0, y1, height, width)
-                valid = scene.read_valid(y0, y1)
-            fg = (margin > 0) & valid
-            mask = fg.astype(np.uint8)
-            np.copyto(mask, np.uint8(MASK_NODATA), where=~valid)
-            # sigmoid(margin) = (1 + tanh(margin / 2)) / 2, in place; nodata NaN.
-            prob = np.nan_to_num(margin, nan=BACKGROUND_MARGIN)
-            prob *= 0.5
-            np.tanh(prob, out=prob)
-            prob *= 0.5
-            prob += 0.5
-            np.copyto(prob, np.float32(np.nan), where=~valid)
-            mask_writer.write(y0, mask)
-            if score_writer is not None:
-                score_writer.write(y0, prob)
-            num_valid += int(np.count_nonzero(valid))
-            num_fg += int(np.count_nonzero(fg))
-            margin_sum += float(np.sum(margin, where=fg, dtype=np.float64))
-            timings['outputs_write'] += time.perf_counter() - start
-            start = time.perf_counter()
-            kept = polygon_writer.add(polygonizer.add_strip(fg, prob, y0))
-            if quick is not None:
-                _draw(quick, kept)
-            timings['vectorise'] += time.perf_counter() - start
-        start = time.perf_counter()
-        kept = polygon_writer.add(polygonizer.finish())
-        if quick is not None:
-            _draw(quick, kept)
-        count = polygon_writer.close()
-        timings['vectorise'] += time.perf_counter() - start
-    except BaseException:
-        polygon_writer.abort()
-        raise
-    finally:
-        start = time.perf_counter()
-        mask_writer.close()
-        if score_writer is not None:
-            score_writer.close()
-        timings['outputs_write'] += time.perf_counter() - start
-    if quick is not None:
-        _finish_quicklook(quick, paths['quicklook'], f'{text}  ({count} polygons)')
-    existence = dict(
-        fg_fraction=num_fg / num_valid if num_valid else 0.0,
-        fg_margin=margin_sum / num_fg if num_fg else 0.0,
-        fg_pixels=num_fg,
-        valid_pixels=num_valid,
-    )
-    return dict(files=files, existence=existence, polygons=count, area=area)
+        return dict(files=self.files, existence=existence, polygons=count, area=self.area)
+
+    def abort(self) -> None:
+        """Stop after an error: wait for the worker, leave the files incomplete."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.polygon_writer.abort()
+        for writer in (self.mask_writer, self.score_writer):
+            if writer is not None:
+                writer.dataset.close()
