@@ -119,6 +119,7 @@ class RasterScene:
         self.stretch = None  # (low, high) per band, from fit_stretch
         self._luts = None
         self._chunks = []  # (first row, bgr, valid) chunks kept by read_rows
+        self._valid_src = None  # read_valid's own handle
         self._reader = src
         if (self.work_height, self.work_width) != (self.height, self.width):
             work_transform = src.transform @ Affine.scale(
@@ -395,10 +396,16 @@ class RasterScene:
         return bgr, valid if self.has_nodata else None
 
     def read_valid(self, y0: int, y1: int) -> np.ndarray:
-        """Source-grid rows [y0, y1): bool (n, W) valid mask."""
+        """Source-grid rows [y0, y1): bool (n, W) valid mask.
+
+        Reads through a dataset handle of its own, so that it may run in another thread than
+        :meth:`read_rows` (a GDAL dataset must not be used by two threads at once).
+        """
         if not self.has_nodata:
             return np.ones((y1 - y0, self.width), bool)
-        return self._valid(self._read(self.src, window=Window(0, y0, self.width, y1 - y0)))
+        if self._valid_src is None:
+            self._valid_src = rasterio.open(self.path)
+        return self._valid(self._read(self._valid_src, window=Window(0, y0, self.width, y1 - y0)))
 
     def overview_bgr(self, scan: dict) -> np.ndarray:
         """The box-averaged overview of :meth:`scan` as uint8 BGR (cells without a valid pixel
@@ -408,6 +415,8 @@ class RasterScene:
     def close(self) -> None:
         if self._reader is not self.src:
             self._reader.close()
+        if self._valid_src is not None:
+            self._valid_src.close()
         self.src.close()
 
     def __enter__(self):
