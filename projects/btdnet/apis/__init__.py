@@ -5,15 +5,37 @@ from .inference import (
     inference_model,
     init_model,
     load_checkpoint_strict,
+    read_pairs_csv,
     to_bgr_uint8,
+)
+from .raster import RasterScene, write_mask_geotiff
+from .scene import SceneOptions, check_out_dir, infer_scene, scene_outputs
+from .tiled import (
+    TileGrid,
+    TilePredictor,
+    TorchTilePredictor,
+    build_tile_predictor,
+    predict_tiled,
 )
 
 __all__ = [
     'BACKENDS',
     'CheckpointMismatchError',
     'flush_denormals_on_cpu',
+    'RasterScene',
+    'SceneOptions',
+    'TileGrid',
+    'TilePredictor',
+    'TorchTilePredictor',
+    'build_tile_predictor',
+    'check_out_dir',
+    'infer_scene',
     'inference_model',
     'init_model',
     'load_checkpoint_strict',
+    'predict_tiled',
+    'read_pairs_csv',
+    'scene_outputs',
     'to_bgr_uint8',
+    'write_mask_geotiff',
 ]
