@@ -3,7 +3,10 @@ from .inference import (
     inference_model,
     init_model,
     load_checkpoint_strict,
+    read_image,
+    read_image_header,
     to_bgr_uint8,
+    truncated_sentences,
 )
 
 __all__ = [
@@ -11,5 +14,8 @@ __all__ = [
     'inference_model',
     'init_model',
     'load_checkpoint_strict',
+    'read_image',
+    'read_image_header',
     'to_bgr_uint8',
+    'truncated_sentences',
 ]
