@@ -216,6 +216,27 @@ class SegmentationApp:
             )
         return sentences
 
+    def preview(self, path: str | None, max_side: int = 512) -> np.ndarray | None:
+        """The upload as the model will read it, RGB, at most ``max_side`` pixels wide or high.
+
+        Raises:
+            InputError: Not an image, or too large.
+        """
+        if not path:
+            return None
+        name, header = self._check_image(path)
+        return _shrink(self._read(path, name, header)[..., ::-1], max_side)
+
+    def _read(self, path: str, name: str, header: dict) -> np.ndarray:
+        try:
+            return read_image(self.model, path)
+        except (OSError, ValueError) as err:
+            raise InputError(
+                f'{_short(err, path)}. This page reads images as tools/infer.py does (8- or '
+                f'16-bit, 1 to 4 bands); this one has {header["bands"]} band(s) of '
+                f'{header["dtype"]}.'
+            ) from None
+
     # -- running -------------------------------------------------------------------------------
 
     def predict(self, path, text, mode: str = 'auto', progress=None) -> Prediction:
@@ -227,14 +248,7 @@ class SegmentationApp:
         sentences = self._check_sentences(text)
         name, header = self._check_image(path)
         start = time.perf_counter()
-        try:
-            image = read_image(self.model, path)
-        except (OSError, ValueError) as err:
-            raise InputError(
-                f'{_short(err, path)}. This page reads images as tools/infer.py does (8- or '
-                f'16-bit, 1 to 4 bands); this one has {header["bands"]} band(s) of '
-                f'{header["dtype"]}.'
-            ) from None
+        image = self._read(path, name, header)
         height, width = image.shape[:2]
         tiled = mode == 'sliding window' or (
             mode == 'auto' and (height > self.input_size[0] or width > self.input_size[1])
@@ -432,14 +446,15 @@ def example_scenes(root: str, cache_dir: str, num: int = NUM_EXAMPLES) -> list[l
 
 
 def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
-    """The Gradio page around ``app``; events queue one model run at a time."""
+    """The Gradio page around ``app``; model runs queue one at a time."""
     with gr.Blocks(title='BTDNet', analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(
             '## BTDNet: segment what a sentence names\n'
-            'Upload an aerial image, write one sentence per line naming a target, and press '
-            '**Run**. Each sentence gets its own colour; the existence score (0 to 1, '
-            'tanh of half the mean target-over-background logit margin) says how sure the model '
-            'is that the target is there.'
+            'Upload an aerial image (or pick an example below), write one sentence per line '
+            'naming a target, and press **Run**. Each sentence gets its own colour. Its '
+            '*existence* score, from 0 to 1, says how sure the model is that the target is '
+            'there: tanh(m / 2) for the mean target-over-background logit margin m of the '
+            'pixels it marks (0 when it marks none).'
         )
         state = gr.State(None, time_to_live=3600, delete_callback=_delete_prediction)
         with gr.Row():
@@ -448,11 +463,13 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                     label='Image: JPEG, PNG, TIF or GeoTIFF (16-bit and 4-band too)',
                     file_count='single',
                     type='filepath',
+                    height=110,
                     elem_id='image-input',
                 )
+                preview = gr.Image(label='Input', interactive=False, height=260, elem_id='preview')
                 text_in = gr.Textbox(
                     label='Sentences, one per line',
-                    lines=4,
+                    lines=3,
                     placeholder='the red vehicle on the left\nthe white storage tank at the top',
                     elem_id='sentences',
                 )
@@ -464,12 +481,7 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                     f'({app.input_size[1]} x {app.input_size[0]}) take the sliding window',
                 )
                 run_button = gr.Button('Run', variant='primary', elem_id='run')
-                if examples:
-                    gr.Examples(
-                        examples=examples,
-                        inputs=[image_in, text_in],
-                        label='Examples: test scenes of the synthetic demo dataset',
-                    )
+                status_out = gr.Markdown(elem_id='status')
             with gr.Column(scale=3):
                 overlay_out = gr.Image(
                     label='Result', type='numpy', format='png', interactive=False, elem_id='result'
@@ -493,15 +505,25 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                     interactive=False,
                     elem_id='downloads',
                 )
-                status_out = gr.Markdown(label='Status', elem_id='status')
+        if examples:
+            gr.Examples(
+                examples=[[path, path, text] for path, text in examples],
+                inputs=[preview, image_in, text_in],
+                label='Examples: test scenes of the synthetic demo dataset (click one, then Run)',
+            )
+
+        def show_preview(path):
+            try:
+                return app.preview(path), ''
+            except InputError as err:
+                return None, _error_html(err)
 
         def run(path, text, mode, threshold, opacity, old, progress=gr.Progress()):  # noqa: B008
             _delete_prediction(old)
             try:
                 prediction = app.predict(path, text, mode, progress)
             except InputError as err:
-                message = f'<span class="error">Not run: {html.escape(str(err))}</span>'
-                return None, None, '', None, message
+                return None, None, '', None, _error_html(err)
             overlay, legend, files = app.render(prediction, threshold, opacity)
             return prediction, overlay, legend, files, '\n\n'.join(prediction.notes)
 
@@ -510,6 +532,10 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                 return gr.skip(), gr.skip(), gr.skip()
             return app.render(prediction, threshold, opacity)
 
+        image_in.upload(
+            show_preview, image_in, [preview, status_out], api_name=False, concurrency_id='draw'
+        )
+        image_in.clear(lambda: (None, ''), None, [preview, status_out], api_name=False)
         run_button.click(
             run,
             [image_in, text_in, mode_in, threshold_in, opacity_in, state],
@@ -529,6 +555,10 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
             )
     page.queue(default_concurrency_limit=1)
     return page
+
+
+def _error_html(err: Exception) -> str:
+    return f'<span class="error">Not run: {html.escape(str(err))}</span>'
 
 
 def launch(page: gr.Blocks, host: str, port: int, allowed_paths: list[str], block: bool = True):
