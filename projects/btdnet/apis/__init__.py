@@ -5,17 +5,41 @@ from .inference import (
     load_checkpoint_strict,
     read_image,
     read_image_header,
+    read_pairs_csv,
     to_bgr_uint8,
     truncated_sentences,
 )
+from .raster import RasterScene, write_mask_geotiff
+from .scene import SceneOptions, check_out_dir, infer_scene, scene_outputs
+from .tiled import (
+    BACKENDS,
+    TileGrid,
+    TilePredictor,
+    TorchTilePredictor,
+    build_tile_predictor,
+    predict_tiled,
+)
 
 __all__ = [
+    'BACKENDS',
     'CheckpointMismatchError',
+    'RasterScene',
+    'SceneOptions',
+    'TileGrid',
+    'TilePredictor',
+    'TorchTilePredictor',
+    'build_tile_predictor',
+    'check_out_dir',
+    'infer_scene',
     'inference_model',
     'init_model',
     'load_checkpoint_strict',
+    'predict_tiled',
     'read_image',
     'read_image_header',
+    'read_pairs_csv',
+    'scene_outputs',
     'to_bgr_uint8',
     'truncated_sentences',
+    'write_mask_geotiff',
 ]

@@ -16,6 +16,7 @@ the network input; whole-image or sliding-window inference follows the config's 
 """
 
 import copy
+import csv
 import logging
 import os.path as osp
 import warnings
@@ -330,6 +331,38 @@ def read_image(model: nn.Module, path: str | Path) -> np.ndarray:
     return to_bgr_uint8(loader(dict(img_path=path, sample_id=stem))['img'])
 
 
+def read_pairs_csv(csv_path: str) -> list[tuple[str, str, str]]:
+    """Rows of an ``image,sentence`` CSV (``tools/infer.py --csv``, ``tools/infer_scene.py --csv``).
+
+    Args:
+        csv_path (str): A CSV with a header holding the columns ``image`` and ``sentence``
+            (others are ignored); relative image paths are taken from the CSV's folder.
+
+    Returns:
+        list[tuple[str, str, str]]: Per row ``(image as written, image path, sentence)``; an
+        empty sentence cell gives ``''`` (the caller decides what to do with it).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The header lacks ``image`` or ``sentence``.
+    """
+    if not osp.isfile(csv_path):
+        raise FileNotFoundError(f'--csv {csv_path!r} is not a file')
+    with open(csv_path, newline='', encoding='utf-8') as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {'image', 'sentence'} <= set(reader.fieldnames):
+            raise ValueError(
+                f'{csv_path}: expected a header with the columns image,sentence; '
+                f'found {reader.fieldnames}'
+            )
+        rows = list(reader)
+    root = osp.dirname(osp.abspath(csv_path))
+    return [
+        (row['image'] or '', osp.join(root, row['image'] or ''), row['sentence'] or '')
+        for row in rows
+    ]
+
+
 def _check_sentences(text) -> tuple[list[str], bool]:
     single = isinstance(text, str)
     texts = [text] if single else text
@@ -383,12 +416,12 @@ def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tup
     return truncated
 
 
-def _warn_if_truncated(model: nn.Module, texts: list[str]) -> None:
+def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'inference_model') -> None:
     """Say which sentences exceed the text encoder's token budget, and what it keeps."""
     budget = getattr(_text_encoder(model), 'max_length', None)
     for k, (num_tokens, kept) in truncated_sentences(model, texts).items():
         print_log(
-            f'inference_model: sentence {k} has {num_tokens} tokens ([CLS] and [SEP] '
+            f'{caller}: sentence {k} has {num_tokens} tokens ([CLS] and [SEP] '
             f'included) but the text encoder reads max_length={budget}; it is truncated to '
             f'"{kept}"',
             logger='current',
