@@ -50,11 +50,14 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from btdnet.apis import (  # noqa: E402
+    build_tile_predictor,
     inference_model,
     init_model,
+    predict_tiled,
     read_image,
     read_image_header,
     truncated_sentences,
+    write_mask_geotiff,
 )
 from btdnet.evaluation import existence_confidence, safe_file_stem, write_mask_png  # noqa: E402
 from btdnet.visualization import draw_sentence_masks  # noqa: E402
@@ -69,7 +72,16 @@ NUM_EXAMPLES = 4
 SHOWN_MAX_SIDE = 2048  # the page shows the overlay at most this large; downloads are full size
 # The `make demo` dataset (tools/demo.py): its test scenes are the examples.
 DEMO_DATA = dict(num_images=400, seed=0, size=128, object_scale=1.8)
-MODES = ('auto', 'whole image', 'sliding window')
+# How an image meets the network (the page's "Inference" choice). auto: 'whole image' when the
+# image fits the network input, else 'overview'.
+MODES = ('auto', 'whole image', 'overview', 'tiles')
+MODES_INFO = (
+    'whole image: resized to the network input ({w} x {h}). overview (sliding window): the '
+    'whole image locates the target, so "on the left" means the left of the image, then '
+    'full-resolution tiles refine the mask there. tiles (sliding window): the sentence applies '
+    'to every tile, for category-like sentences such as "the white storage tanks". auto: whole '
+    'image when it fits the network input, overview otherwise.'
+)
 CSS = """
 #legend .entry {display: flex; align-items: baseline; gap: 0.5em; margin: 0.2em 0;}
 #legend .swatch {display: inline-block; width: 1em; height: 1em; border-radius: 2px;
@@ -160,14 +172,6 @@ def _delete_prediction(prediction: 'Prediction | None') -> None:
         shutil.rmtree(prediction.out_dir, ignore_errors=True)
 
 
-def network_input_size(model) -> tuple[int, int]:
-    """(h, w) the model's test pipeline resizes an image to."""
-    size = model.cfg.model.data_preprocessor.get('size')
-    if size is None:
-        raise ValueError('the config sets no model.data_preprocessor.size (the network input)')
-    return int(size[0]), int(size[1])
-
-
 class SegmentationApp:
     """The page's logic around one loaded model.
 
@@ -181,7 +185,8 @@ class SegmentationApp:
         self.model = model
         self.max_pixels = int(max_pixels)
         self.work_dir = work_dir
-        self.input_size = network_input_size(model)
+        self.predictor = build_tile_predictor(model)  # the sliding-window path
+        self.input_size = self.predictor.tile_size
 
     # -- reading the request -------------------------------------------------------------------
 
@@ -250,15 +255,19 @@ class SegmentationApp:
         start = time.perf_counter()
         image = self._read(path, name, header)
         height, width = image.shape[:2]
-        tiled = mode == 'sliding window' or (
-            mode == 'auto' and (height > self.input_size[0] or width > self.input_size[1])
-        )
-        if tiled:
-            results = self._predict_tiled(image, sentences, progress)
-            how = f'sliding window of {self.input_size[1]} x {self.input_size[0]} px'
-        else:
+        if mode not in MODES:
+            raise InputError(f'Inference: expected one of {", ".join(MODES)}, found {mode!r}.')
+        if mode == 'auto':
+            fits = height <= self.input_size[0] and width <= self.input_size[1]
+            mode = 'whole image' if fits else 'overview'
+        side = f'{self.input_size[1]} x {self.input_size[0]} px'
+        if mode == 'whole image':
             results = inference_model(self.model, image, sentences)
-            how = f'whole image resized to {self.input_size[1]} x {self.input_size[0]} px'
+            how = f'whole image resized to {side}'
+        else:
+            results = self._predict_tiled(image, sentences, mode, progress)
+            run = sum(r.tiles['run'] for r in results)
+            how = f'sliding window, {mode} mode: {run} tiles of {side} through the model'
         masks = [r.pred_sem_seg.data[0].cpu().numpy().astype(bool) for r in results]
         scores = [
             dict(
@@ -290,9 +299,7 @@ class SegmentationApp:
             notes=notes,
         )
 
-    def _predict_tiled(self, image, sentences, progress):
-        from btdnet.apis import predict_tiled
-
+    def _predict_tiled(self, image, sentences, mode, progress):
         results = []
         for k, sentence in enumerate(sentences):
 
@@ -304,7 +311,15 @@ class SegmentationApp:
                         unit='tiles',
                     )
 
-            results.append(predict_tiled(self.model, image, sentence, progress=report))
+            results.append(
+                predict_tiled(
+                    self.predictor,
+                    image,
+                    sentence,
+                    mode=mode,
+                    progress=report,
+                )
+            )
         return results
 
     # -- drawing -------------------------------------------------------------------------------
@@ -350,32 +365,20 @@ class SegmentationApp:
                 mask = np.zeros(prediction.image.shape[:2], bool)
             write_mask_png(osp.join(out, f'{stem}.png'), mask)
             files.append(osp.join(out, f'{stem}.png'))
-            if prediction.header.get('transform') is not None:
-                files.append(self._write_geotiff(osp.join(out, f'{stem}.tif'), mask, prediction))
+            header = prediction.header
+            if header.get('transform') is not None:  # georeferenced input: georeferenced mask
+                files.append(
+                    write_mask_geotiff(
+                        osp.join(out, f'{stem}.tif'),
+                        mask,
+                        crs=header['crs'],
+                        transform=header['transform'],
+                    )
+                )
         overlay_path = osp.join(out, 'overlay.png')
         cv2.imwrite(overlay_path, overlay[..., ::-1])
         files.append(overlay_path)
         return files
-
-    @staticmethod
-    def _write_geotiff(path: str, mask: np.ndarray, prediction: Prediction) -> str:
-        import rasterio
-
-        header = prediction.header
-        with rasterio.open(
-            path,
-            'w',
-            driver='GTiff',
-            height=mask.shape[0],
-            width=mask.shape[1],
-            count=1,
-            dtype='uint8',
-            crs=header['crs'],
-            transform=header['transform'],
-            compress='deflate',
-        ) as dst:
-            dst.write(mask.astype(np.uint8)[None])
-        return path
 
 
 def _token_budget(model) -> int | str:
@@ -477,8 +480,7 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                     list(MODES),
                     value='auto',
                     label='Inference',
-                    info='auto: images larger than the network input '
-                    f'({app.input_size[1]} x {app.input_size[0]}) take the sliding window',
+                    info=MODES_INFO.format(w=app.input_size[1], h=app.input_size[0]),
                 )
                 run_button = gr.Button('Run', variant='primary', elem_id='run')
                 status_out = gr.Markdown(elem_id='status')
