@@ -69,18 +69,19 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_OPACITY = 0.5
 MAX_SENTENCES = len(SENTENCE_COLORS)
 NUM_EXAMPLES = 4
-SHOWN_MAX_SIDE = 2048  # the page shows the overlay at most this large; downloads are full size
+# The page shows the result enlarged to at least SHOWN_MIN_WIDTH (nearest neighbour) and at most
+# SHOWN_MAX_SIDE; the downloads are at the image's own size.
+SHOWN_MIN_WIDTH = 512
+SHOWN_MAX_SIDE = 2048
 # The `make demo` dataset (tools/demo.py): its test scenes are the examples.
 DEMO_DATA = dict(num_images=400, seed=0, size=128, object_scale=1.8)
 # How an image meets the network (the page's "Inference" choice). auto: 'whole image' when the
 # image fits the network input, else 'overview'.
 MODES = ('auto', 'whole image', 'overview', 'tiles')
 MODES_INFO = (
-    'whole image: resized to the network input ({w} x {h}). overview (sliding window): the '
-    'whole image locates the target, so "on the left" means the left of the image, then '
-    'full-resolution tiles refine the mask there. tiles (sliding window): the sentence applies '
-    'to every tile, for category-like sentences such as "the white storage tanks". auto: whole '
-    'image when it fits the network input, overview otherwise.'
+    'auto: the whole image when it fits the network input ({w} x {h}), else overview. '
+    'overview: the whole image locates the target, tiles refine it. tiles: each tile on its own '
+    '(for sentences like "the white storage tanks").'
 )
 CSS = """
 #legend .entry {display: flex; align-items: baseline; gap: 0.5em; margin: 0.2em 0;}
@@ -331,11 +332,13 @@ class SegmentationApp:
         notes = [
             _score_text(s) + ('' if f else ' - not found') for s, f in zip(prediction.scores, found)
         ]
-        overlay = draw_sentence_masks(
-            prediction.image, shown, prediction.sentences, notes, alpha=opacity, min_width=0
-        )
+        args = (prediction.image, shown, prediction.sentences, notes)
+        overlay = draw_sentence_masks(*args, alpha=opacity)  # with its legend, for download
         files = self._write_downloads(prediction, shown, overlay)
-        return _shrink(overlay, SHOWN_MAX_SIDE), self.legend(prediction, found), files
+        page_view = draw_sentence_masks(
+            *args, alpha=opacity, min_width=SHOWN_MIN_WIDTH, legend=False
+        )
+        return _shrink(page_view, SHOWN_MAX_SIDE), self.legend(prediction, found), files
 
     def legend(self, prediction: Prediction, found: list[bool]) -> str:
         rows = []
@@ -469,7 +472,13 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                     height=110,
                     elem_id='image-input',
                 )
-                preview = gr.Image(label='Input', interactive=False, height=260, elem_id='preview')
+                preview = gr.Image(
+                    label='Input',
+                    interactive=False,
+                    height=260,
+                    buttons=['fullscreen'],
+                    elem_id='preview',
+                )
                 text_in = gr.Textbox(
                     label='Sentences, one per line',
                     lines=3,
@@ -486,7 +495,12 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                 status_out = gr.Markdown(elem_id='status')
             with gr.Column(scale=3):
                 overlay_out = gr.Image(
-                    label='Result', type='numpy', format='png', interactive=False, elem_id='result'
+                    label='Result',
+                    type='numpy',
+                    format='png',
+                    interactive=False,
+                    buttons=['fullscreen'],
+                    elem_id='result',
                 )
                 legend_out = gr.HTML(label='Legend', elem_id='legend')
                 threshold_in = gr.Slider(

@@ -185,6 +185,7 @@ def draw_sentence_masks(
     colors: Sequence[tuple] = SENTENCE_COLORS,
     alpha: float = 0.5,
     min_width: int = 384,
+    legend: bool = True,
 ) -> np.ndarray:
     """Draw the targets of several sentences on one image, one colour each, under a legend.
 
@@ -203,6 +204,8 @@ def draw_sentence_masks(
             sentences). Default :data:`SENTENCE_COLORS`.
         alpha (float): Opacity of the mask colours, in [0, 1]. Default 0.5.
         min_width (int): Smallest width of the picture before enlarging. Default 384.
+        legend (bool): Draw the legend banner (False: the image and its masks only, for a page
+            that shows its own legend). Default True.
 
     Returns:
         np.ndarray: The drawn RGB uint8 picture, (banner + s*H, s*W, 3) for the enlargement s.
@@ -218,6 +221,8 @@ def draw_sentence_masks(
     palette = [tuple(colors[k % len(colors)]) for k in range(len(sentences))]
     scale = max(1, int(np.ceil(min_width / image.shape[1])))
     body = _panel(image, [_as_mask(m) for m in masks], palette, alpha, scale)
+    if not legend:
+        return body
     width = body.shape[1]
     font_scale, thickness, margin = _text_style(width)
     swatch = cv2.getTextSize('Ag', _FONT, font_scale, thickness)[0][1]
