@@ -75,6 +75,7 @@ SHOWN_MIN_WIDTH = 512
 SHOWN_MAX_SIDE = 2048
 # The `make demo` dataset (tools/demo.py): its test scenes are the examples.
 DEMO_DATA = dict(num_images=400, seed=0, size=128, object_scale=1.8)
+DEMO_DATA_ROOT = str(ROOT / 'data' / 'synthetic_rrsis_demo')
 # How an image meets the network (the page's "Inference" choice). auto: 'whole image' when the
 # image fits the network input, else 'overview'.
 MODES = ('auto', 'whole image', 'overview', 'tiles')
@@ -113,7 +114,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         '--examples-root',
-        default=str(ROOT / 'data' / 'synthetic_rrsis_demo'),
+        default=DEMO_DATA_ROOT,
         help='synthetic dataset whose test scenes are the examples (rendered on the fly when '
         'missing; default data/synthetic_rrsis_demo, the make demo data)',
     )
