@@ -17,9 +17,10 @@ The page:
   the fly when that folder is missing), each with its sentences;
 * a sentence box (one sentence per line) and a Run button;
 * the result: the image with one coloured mask per sentence under a legend naming each sentence
-  with its existence score (:func:`btdnet.evaluation.existence_confidence`); a threshold slider
-  below which a sentence is shown as "not found" with no mask; a mask opacity slider. Both
-  sliders redraw the stored result without running the model again;
+  with its existence score: ``fg_margin`` of :func:`btdnet.evaluation.existence_score`, the mean
+  target-minus-background logit (log-odds) over the pixels the target wins, 0 when it wins none;
+  a threshold slider on that score, below which a sentence is shown as "not found" with no mask;
+  a mask opacity slider. Both sliders redraw the stored result without running the model again;
 * downloads: a mask PNG per sentence (target = 255), the overlay, and for a georeferenced input
   (GeoTIFF) a mask GeoTIFF per sentence with the input's CRS and transform.
 
@@ -59,13 +60,17 @@ from btdnet.apis import (  # noqa: E402
     truncated_sentences,
     write_mask_geotiff,
 )
-from btdnet.evaluation import existence_confidence, safe_file_stem, write_mask_png  # noqa: E402
+from btdnet.evaluation import safe_file_stem, write_mask_png  # noqa: E402
 from btdnet.visualization import draw_sentence_masks  # noqa: E402
 from btdnet.visualization.referring_visualizer import SENTENCE_COLORS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_THRESHOLD = 0.5
+# Existence threshold on fg_margin. With the `make demo` model every test sentence scored 5.4 or
+# more and the same sentences naming a colour absent from the scene 3.9 or less
+# (tools/analysis_tools/existence_threshold.py): 4 lies between.
+DEFAULT_THRESHOLD = 4.0
+MAX_THRESHOLD = 15.0
 DEFAULT_OPACITY = 0.5
 MAX_SENTENCES = len(SENTENCE_COLORS)
 NUM_EXAMPLES = 4
@@ -150,7 +155,8 @@ class Prediction:
         name (str): The uploaded file's name.
         sentences (list[str]): The sentences, in order.
         masks (list[np.ndarray]): Per sentence, the predicted (H, W) bool mask.
-        scores (list[dict]): Per sentence, ``fg_fraction``, ``fg_margin`` and ``confidence``.
+        scores (list[dict]): Per sentence, ``fg_fraction`` and ``fg_margin`` (the existence
+            score).
         truncated (dict): :func:`btdnet.apis.truncated_sentences` of the sentences.
         header (dict): :func:`btdnet.apis.read_image_header` of the upload.
         out_dir (str): Folder of this run's downloads.
@@ -271,14 +277,7 @@ class SegmentationApp:
             run = sum(r.tiles['run'] for r in results)
             how = f'sliding window, {mode} mode: {run} tiles of {side} through the model'
         masks = [r.pred_sem_seg.data[0].cpu().numpy().astype(bool) for r in results]
-        scores = [
-            dict(
-                fg_fraction=r.fg_fraction,
-                fg_margin=r.fg_margin,
-                confidence=existence_confidence(r.fg_margin),
-            )
-            for r in results
-        ]
+        scores = [dict(fg_fraction=r.fg_fraction, fg_margin=r.fg_margin) for r in results]
         notes = [
             f'{len(sentences)} sentence{"s" if len(sentences) > 1 else ""} on {name} '
             f'({width} x {height} px, {how}) in {time.perf_counter() - start:.1f} s.'
@@ -328,7 +327,7 @@ class SegmentationApp:
 
     def render(self, prediction: Prediction, threshold: float, opacity: float):
         """The overlay (as shown), the legend HTML and the download files for slider values."""
-        found = [s['confidence'] >= threshold for s in prediction.scores]
+        found = [s['fg_margin'] >= threshold for s in prediction.scores]
         shown = [m if f else None for m, f in zip(prediction.masks, found)]
         notes = [
             _score_text(s) + ('' if f else ' - not found') for s, f in zip(prediction.scores, found)
@@ -393,10 +392,7 @@ def _token_budget(model) -> int | str:
 
 
 def _score_text(score: dict) -> str:
-    return (
-        f'existence {score["confidence"]:.2f}: {100 * score["fg_fraction"]:.1f}% of the pixels, '
-        f'margin {score["fg_margin"]:.2f}'
-    )
+    return f'existence {score["fg_margin"]:.2f}, {100 * score["fg_fraction"]:.1f}% of the pixels'
 
 
 def _short(err: Exception, path: str) -> str:
@@ -459,9 +455,9 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
             '## BTDNet: segment what a sentence names\n'
             'Upload an aerial image (or pick an example below), write one sentence per line '
             'naming a target, and press **Run**. Each sentence gets its own colour. Its '
-            '*existence* score, from 0 to 1, says how sure the model is that the target is '
-            'there: tanh(m / 2) for the mean target-over-background logit margin m of the '
-            'pixels it marks (0 when it marks none).'
+            '*existence* score says how sure the model is that the target is there: the mean '
+            'log-odds of target over background on the pixels it marks (0 when it marks none; '
+            '4 means 98 % sure on average).'
         )
         state = gr.State(None, time_to_live=3600, delete_callback=_delete_prediction)
         with gr.Row():
@@ -506,9 +502,9 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                 legend_out = gr.HTML(label='Legend', elem_id='legend')
                 threshold_in = gr.Slider(
                     0,
-                    1,
+                    MAX_THRESHOLD,
                     value=DEFAULT_THRESHOLD,
-                    step=0.01,
+                    step=0.1,
                     label='Existence threshold',
                     info='sentences scoring below it are shown as "not found", with no mask',
                     elem_id='threshold',

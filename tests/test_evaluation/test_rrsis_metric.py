@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from btdnet.evaluation import RRSISMetric, existence_confidence, existence_score
+from btdnet.evaluation import RRSISMetric, existence_score
 
 
 def make_sample(
@@ -184,18 +184,6 @@ def test_existence_score_fraction_and_margin():
     )
     with pytest.raises(ValueError, match=r'\(2, H, W\).*\(3, 2, 2\)'):
         existence_score(torch.zeros(3, 2, 2))
-
-
-def test_existence_confidence_is_the_softmax_gap_at_the_mean_margin():
-    for margin in (0.5, 2.0, 9.66):
-        p_fg = 1 / (1 + np.exp(-margin))  # 2-way softmax of (0, margin)
-        assert existence_confidence(margin) == pytest.approx(p_fg - (1 - p_fg))
-    assert existence_confidence(0.0) == 0.0  # no target pixel: fg_margin is 0
-    assert existence_confidence(-3.0) == 0.0
-    logits = torch.zeros(2, 4, 4)
-    logits[1, :2] = 3.0
-    score = existence_score(logits)
-    assert existence_confidence(score['fg_margin']) == pytest.approx(np.tanh(1.5))
 
 
 def test_output_dir_masks_index_and_dumps(tmp_path):

@@ -145,7 +145,7 @@ def test_two_sentences_give_masks_of_the_image_size_equal_to_inference_model(cli
 
 def test_threshold_and_opacity_redraw_without_the_model(client, model, images):
     run(client, images / 'small.png', '\n'.join(TWO), threshold=0.0)
-    overlay, legend, files = client.predict(1.0, 0.5, api_name='/redraw')
+    overlay, legend, files = client.predict(app_tool.MAX_THRESHOLD, 0.5, api_name='/redraw')
     assert legend.count('not found') == 2
     for mask in masks_by_sentence(files):
         assert not mask.any()  # not found: an all-background mask, as the page shows

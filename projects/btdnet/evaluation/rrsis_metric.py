@@ -77,25 +77,6 @@ def existence_score(seg_logits: torch.Tensor) -> dict:
     )
 
 
-def existence_confidence(fg_margin: float) -> float:
-    """One number in [0, 1) for "the referred target is in the image", from ``fg_margin``.
-
-    ``tanh(fg_margin / 2)``: at a pixel whose target logit exceeds the background logit by ``m``,
-    the 2-way softmax gives ``P(target) - P(background) = tanh(m / 2)``; this is that gap at the
-    mean margin of the pixels the target wins. It is 0 when no pixel is predicted as the target
-    (``fg_margin`` is then 0), near 0 when the model hesitates everywhere, and near 1 when the
-    predicted pixels are confidently the target. ``fg_fraction`` is left out: a small object and
-    an absent one both give a small area.
-
-    Args:
-        fg_margin (float): :func:`existence_score`'s ``fg_margin`` (>= 0).
-
-    Returns:
-        float: The confidence, in [0, 1).
-    """
-    return float(np.tanh(max(float(fg_margin), 0.0) / 2))
-
-
 def safe_file_stem(name: str) -> str:
     """A file name made of ``name`` with anything but letters, digits, ``_.-`` replaced."""
     stem = _UNSAFE_CHARS.sub('_', str(name)).strip('._')
