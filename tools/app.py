@@ -247,7 +247,7 @@ class SegmentationApp:
             raise InputError(
                 f'{_short(err, path)}. This page reads images as tools/infer.py does (8- or '
                 f'16-bit, 1 to 4 bands); this one has {header["bands"]} band(s) of '
-                f'{header["dtype"]}.'
+                f'{header["dtype"]}: tools/infer_scene.py reads any raster.'
             ) from None
 
     # -- running -------------------------------------------------------------------------------
