@@ -125,8 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     # Cheap checks first: nothing is loaded before the arguments make sense.
-    if not 0 <= args.port <= 65535:
-        parser.error(f'--port: expected 0-65535 (0: any free port), found {args.port}')
+    if not 1 <= args.port <= 65535:
+        parser.error(f'--port: expected 1-65535, found {args.port}')
     if args.max_pixels <= 0:
         parser.error(f'--max-pixels: expected a positive number of pixels, found {args.max_pixels}')
     for name in ('config', 'checkpoint'):
@@ -258,13 +258,13 @@ class SegmentationApp:
         Raises:
             InputError: The request is refused; the message says why.
         """
+        if mode not in MODES:
+            raise InputError(f'Inference: expected one of {", ".join(MODES)}, found {mode!r}.')
         sentences = self._check_sentences(text)
         name, header = self._check_image(path)
         start = time.perf_counter()
         image = self._read(path, name, header)
         height, width = image.shape[:2]
-        if mode not in MODES:
-            raise InputError(f'Inference: expected one of {", ".join(MODES)}, found {mode!r}.')
         if mode == 'auto':
             fits = height <= self.input_size[0] and width <= self.input_size[1]
             mode = 'whole image' if fits else 'overview'
@@ -283,10 +283,10 @@ class SegmentationApp:
             f'({width} x {height} px, {how}) in {time.perf_counter() - start:.1f} s.'
         ]
         truncated = truncated_sentences(self.model, sentences)
-        for k, (num_tokens, kept) in truncated.items():
+        for k, (num_tokens, budget, kept) in truncated.items():
             notes.append(
                 f'Sentence {k + 1} has {num_tokens} tokens but the model reads at most '
-                f'{_token_budget(self.model)}: it was truncated to "{kept}".'
+                f'{budget}: it was truncated to "{kept}".'
             )
         return Prediction(
             image=np.ascontiguousarray(image[..., ::-1]),
@@ -348,7 +348,7 @@ class SegmentationApp:
             color = 'rgb({}, {}, {})'.format(*SENTENCE_COLORS[k % len(SENTENCE_COLORS)])
             status = _score_text(score) + ('' if ok else ' &mdash; <b>not found</b>')
             if k in prediction.truncated:
-                kept = html.escape(prediction.truncated[k][1])
+                kept = html.escape(prediction.truncated[k][2])
                 status += f' &mdash; truncated to &ldquo;{kept}&rdquo;'
             rows.append(
                 f'<div class="entry{"" if ok else " missing"}" data-found="{str(ok).lower()}">'
@@ -382,13 +382,6 @@ class SegmentationApp:
         cv2.imwrite(overlay_path, overlay[..., ::-1])
         files.append(overlay_path)
         return files
-
-
-def _token_budget(model) -> int | str:
-    for module in model.modules():
-        if hasattr(module, 'tokenizer') and hasattr(module, 'max_length'):
-            return int(module.max_length)
-    return '?'
 
 
 def _score_text(score: dict) -> str:

@@ -264,6 +264,6 @@ def test_truncated_sentences_say_what_the_model_reads(model):
     long = ' '.join(['the small white car next to the road'] * 3)  # 24 words, 26 tokens
     found = truncated_sentences(model, ['a car', long])
     assert list(found) == [1]
-    num_tokens, kept = found[1]
-    assert num_tokens == 26
+    num_tokens, budget, kept = found[1]
+    assert (num_tokens, budget) == (26, 20)
     assert kept == ' '.join(long.split()[:18])

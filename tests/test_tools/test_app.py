@@ -267,7 +267,7 @@ def test_examples_are_the_demo_test_scenes_rendered_when_missing(tmp_path, synth
 def test_command_line_is_checked_before_the_model_loads(tmp_path, checkpoint, capsys):
     cases = [
         ([TINY, str(tmp_path / 'none.pth')], 'checkpoint: expected a file, found nothing'),
-        ([TINY, str(checkpoint), '--port', '70000'], '--port: expected 0-65535'),
+        ([TINY, str(checkpoint), '--port', '70000'], '--port: expected 1-65535'),
         ([TINY, str(checkpoint), '--max-pixels', '0'], '--max-pixels: expected a positive'),
     ]
     for argv, message in cases:

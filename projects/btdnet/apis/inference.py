@@ -391,7 +391,7 @@ def _text_encoder(model: nn.Module):
     return None
 
 
-def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tuple[int, str]]:
+def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tuple[int, int, str]]:
     """The sentences longer than the text encoder's token budget, and what the model reads of them.
 
     Args:
@@ -399,10 +399,11 @@ def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tup
         texts (Sequence[str]): Sentences.
 
     Returns:
-        dict[int, tuple[int, str]]: For each sentence over the budget (``max_length`` tokens,
-        ``[CLS]`` and ``[SEP]`` included; 20 in the paper), its index -> (its token count with
-        ``[CLS]`` and ``[SEP]``, the words kept as the tokenizer decodes them). Empty when every
-        sentence fits, or when the model has no text encoder with a tokenizer.
+        dict[int, tuple[int, int, str]]: For each sentence over the budget (``max_length``
+        tokens, ``[CLS]`` and ``[SEP]`` included; 20 in the paper), its index -> (its token count
+        with ``[CLS]`` and ``[SEP]``, ``max_length``, the words kept as the tokenizer decodes
+        them). Empty when every sentence fits, or when the model has no text encoder with a
+        tokenizer.
     """
     encoder = _text_encoder(model)
     if encoder is None:
@@ -412,14 +413,13 @@ def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tup
     for k, sentence in enumerate(texts):
         ids = tokenizer(sentence, add_special_tokens=False)['input_ids']
         if len(ids) + 2 > budget:
-            truncated[k] = (len(ids) + 2, tokenizer.decode(ids[: budget - 2]))
+            truncated[k] = (len(ids) + 2, budget, tokenizer.decode(ids[: budget - 2]))
     return truncated
 
 
 def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'inference_model') -> None:
     """Say which sentences exceed the text encoder's token budget, and what it keeps."""
-    budget = getattr(_text_encoder(model), 'max_length', None)
-    for k, (num_tokens, kept) in truncated_sentences(model, texts).items():
+    for k, (num_tokens, budget, kept) in truncated_sentences(model, texts).items():
         print_log(
             f'{caller}: sentence {k} has {num_tokens} tokens ([CLS] and [SEP] '
             f'included) but the text encoder reads max_length={budget}; it is truncated to '
