@@ -522,14 +522,14 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
             try:
                 return app.preview(path), ''
             except InputError as err:
-                return None, _error_html(err)
+                return None, _error_html('Cannot read this image', err)
 
         def run(path, text, mode, threshold, opacity, old, progress=gr.Progress()):  # noqa: B008
             _delete_prediction(old)
             try:
                 prediction = app.predict(path, text, mode, progress)
             except InputError as err:
-                return None, None, '', None, _error_html(err)
+                return None, None, '', None, _error_html('Not run', err)
             overlay, legend, files = app.render(prediction, threshold, opacity)
             return prediction, overlay, legend, files, '\n\n'.join(prediction.notes)
 
@@ -539,9 +539,13 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
             return app.render(prediction, threshold, opacity)
 
         image_in.upload(
-            show_preview, image_in, [preview, status_out], api_name=False, concurrency_id='draw'
+            show_preview,
+            image_in,
+            [preview, status_out],
+            api_visibility='private',
+            concurrency_id='draw',
         )
-        image_in.clear(lambda: (None, ''), None, [preview, status_out], api_name=False)
+        image_in.clear(lambda: (None, ''), None, [preview, status_out], api_visibility='private')
         run_button.click(
             run,
             [image_in, text_in, mode_in, threshold_in, opacity_in, state],
@@ -550,21 +554,22 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
             concurrency_id='model',
             concurrency_limit=1,
         )
-        for slider in (threshold_in, opacity_in):
-            slider.release(
-                redraw,
-                [state, threshold_in, opacity_in],
-                [overlay_out, legend_out, files_out],
-                api_name='redraw',
-                concurrency_id='draw',
-                concurrency_limit=1,
-            )
+        gr.on(
+            [threshold_in.input, opacity_in.input],  # dragging or typing a value
+            redraw,
+            [state, threshold_in, opacity_in],
+            [overlay_out, legend_out, files_out],
+            api_name='redraw',
+            trigger_mode='always_last',  # while dragging: only the latest value waits
+            concurrency_id='draw',
+            concurrency_limit=1,
+        )
     page.queue(default_concurrency_limit=1)
     return page
 
 
-def _error_html(err: Exception) -> str:
-    return f'<span class="error">Not run: {html.escape(str(err))}</span>'
+def _error_html(what: str, err: Exception) -> str:
+    return f'<span class="error">{what}: {html.escape(str(err))}</span>'
 
 
 def launch(page: gr.Blocks, host: str, port: int, allowed_paths: list[str], block: bool = True):

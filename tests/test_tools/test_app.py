@@ -411,6 +411,11 @@ def test_page_in_chromium_runs_two_sentences_and_downloads_the_mask(
             link.first.click()
         saved = tmp_path / 'mask_1.png'
         download_info.value.save_as(saved)
+        # Typing the highest threshold redraws: both sentences become "not found".
+        box = page.locator('#threshold input[type=number]')
+        box.fill(str(app_tool.MAX_THRESHOLD))
+        box.press('Enter')
+        page.wait_for_selector('#legend .entry[data-found="false"] >> nth=1', timeout=60000)
         page.screenshot(path=str(tmp_path / 'page.png'), full_page=True)
         browser.close()
     assert np.array_equal(read_mask(saved), api_masks(model, str(images / 'small.png'), TWO)[0])
