@@ -572,7 +572,14 @@ def _error_html(what: str, err: Exception) -> str:
     return f'<span class="error">{what}: {html.escape(str(err))}</span>'
 
 
-def launch(page: gr.Blocks, host: str, port: int, allowed_paths: list[str], block: bool = True):
+def launch(
+    page: gr.Blocks,
+    host: str,
+    port: int,
+    allowed_paths: list[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    block: bool = True,
+):
     """Serve ``page`` offline: no share link, analytics off, the page's assets from this server.
 
     Args:
@@ -580,6 +587,9 @@ def launch(page: gr.Blocks, host: str, port: int, allowed_paths: list[str], bloc
         host (str): Address to bind (127.0.0.1: this machine only).
         port (int): Port.
         allowed_paths (list[str]): Folders the page may serve files from (downloads, examples).
+        max_pixels (int): The app's pixel limit. Uploads larger than 8 bytes per pixel of it
+            (4 bands of 16 bits, uncompressed) plus 16 MiB are refused by Gradio before they are
+            stored. Default 50 MP.
         block (bool): Serve until interrupted (True) or return at once (tests). Default True.
     """
     page.launch(
@@ -590,6 +600,7 @@ def launch(page: gr.Blocks, host: str, port: int, allowed_paths: list[str], bloc
         quiet=True,
         prevent_thread_lock=not block,
         allowed_paths=allowed_paths,
+        max_file_size=8 * int(max_pixels) + 16 * 2**20,
         theme=gr.themes.Default(),
         css=CSS,
     )
@@ -609,7 +620,7 @@ def main(argv=None) -> int:
         examples = example_scenes(args.examples_root, osp.join(work_dir, 'examples'))
         page = build_page(app, examples)
         print(f'BTDNet app on http://{args.host}:{args.port} (Ctrl+C to stop)', flush=True)
-        launch(page, args.host, args.port, [work_dir, args.examples_root])
+        launch(page, args.host, args.port, [work_dir, args.examples_root], args.max_pixels)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0

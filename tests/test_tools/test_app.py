@@ -56,7 +56,7 @@ def server(model, tmp_path_factory):
     examples = app_tool.example_scenes(str(work_dir / 'no_dataset'), str(work_dir / 'examples'))
     page = app_tool.build_page(app, examples)
     port = browser_tool.free_port()
-    app_tool.launch(page, '127.0.0.1', port, [str(work_dir)], block=False)
+    app_tool.launch(page, '127.0.0.1', port, [str(work_dir)], MAX_PIXELS, block=False)
     yield f'http://127.0.0.1:{port}', app
     page.close()
 
