@@ -18,6 +18,7 @@ moved to the scene's CRS when written.
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -179,8 +180,8 @@ class PolygonWriter:
         min_area (float): Drop polygons smaller than this, in the area field's unit.
         simplify (float): Douglas-Peucker tolerance in pixels (topology kept); 0 keeps the pixel
             outlines.
-        timestamp (str): ISO 8601 time recorded in the GeoPackage's metadata (fixed per run so
-            that a resumed run writes the same bytes).
+        timestamp (str): ISO 8601 time recorded as the GeoPackage's ``last_change`` (GDAL would
+            take the clock's; a fixed value makes the file reproducible).
         batch (int): Features per write.
     """
 
@@ -271,22 +272,25 @@ class PolygonWriter:
         ]
         previous = pyogrio.get_gdal_config_option('OGR_CURRENT_DATE')
         pyogrio.set_gdal_config_options({'OGR_CURRENT_DATE': self.timestamp})
-        try:
-            pyogrio.raw.write(
-                self.gpkg_path,
-                np.array(shapely.to_wkb(geoms), dtype=object)
-                if geoms
-                else np.array([], dtype=object),
-                fields,
-                ['score', self.field, 'sentence'],
-                layer='targets',
-                driver='GPKG',
-                geometry_type='Polygon',
-                crs=self.crs.to_wkt() if self.crs is not None else None,
-                append=self._gpkg_started,
-            )
-        finally:
-            pyogrio.set_gdal_config_options({'OGR_CURRENT_DATE': previous})
+        with warnings.catch_warnings():
+            # Without a CRS pyogrio warns that the file has none: the caller has said so once.
+            warnings.filterwarnings('ignore', message="'crs' was not provided")
+            try:
+                pyogrio.raw.write(
+                    self.gpkg_path,
+                    np.array(shapely.to_wkb(geoms), dtype=object)
+                    if geoms
+                    else np.array([], dtype=object),
+                    fields,
+                    ['score', self.field, 'sentence'],
+                    layer='targets',
+                    driver='GPKG',
+                    geometry_type='Polygon',
+                    crs=self.crs.to_wkt() if self.crs is not None else None,
+                    append=self._gpkg_started,
+                )
+            finally:
+                pyogrio.set_gdal_config_options({'OGR_CURRENT_DATE': previous})
         self._gpkg_started = True
         if self._geojson is not None and geoms:
             lonlat = transform_geom(self.crs, 'EPSG:4326', [mapping(g) for g in geoms])

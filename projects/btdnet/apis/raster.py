@@ -115,7 +115,7 @@ class RasterScene:
         self.stretch = None  # (low, high) per band, from fit_stretch
         self._reader = src
         if (self.work_height, self.work_width) != (self.height, self.width):
-            work_transform = src.transform * Affine.scale(
+            work_transform = src.transform @ Affine.scale(
                 self.width / self.work_width, self.height / self.work_height
             )
             self._reader = WarpedVRT(
@@ -159,7 +159,7 @@ class RasterScene:
     @property
     def work_transform(self) -> Affine:
         """Pixel -> CRS transform of the working grid (after ``scale``)."""
-        return self.src.transform * Affine.scale(
+        return self.src.transform @ Affine.scale(
             self.width / self.work_width, self.height / self.work_height
         )
 

@@ -298,6 +298,13 @@ def _finish_quicklook(quick: dict, path: str, title: str) -> None:
         raise OSError(f'{path}: the quicklook could not be written')
 
 
+def _file_time(path: str) -> str:
+    """The file's modification time, ISO 8601 UTC: the GeoPackage's ``last_change``, the same
+    for every run on the same input (so resumed and uninterrupted runs write the same bytes)."""
+    stamp = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc)
+    return stamp.strftime('%Y-%m-%dT%H:%M:%S.') + f'{stamp.microsecond // 1000:03d}Z'
+
+
 def infer_scene(
     model_or_predictor,
     image: str,
@@ -470,7 +477,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
 
         phase = time.perf_counter()
         outputs = _write_outputs(
-            scene, margin_file, text, options, paths, run_started, sample, sample_valid, timings
+            scene, margin_file, text, options, paths, sample, sample_valid, timings
         )
         outputs_seconds = time.perf_counter() - phase
     finally:
@@ -517,9 +524,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
     return summary
 
 
-def _write_outputs(
-    scene, margin_file, text, options, paths, run_started, sample, sample_valid, timings
-) -> dict:
+def _write_outputs(scene, margin_file, text, options, paths, sample, sample_valid, timings) -> dict:
     """Phase 2: the mask / score GeoTIFFs, polygons and quicklook from the intermediate."""
     height, width, crs, transform = scene.height, scene.width, scene.crs, scene.transform
     same_grid = (scene.work_height, scene.work_width) == (height, width)
@@ -553,7 +558,7 @@ def _write_outputs(
         sentence=text,
         min_area=options.min_area,
         simplify=options.simplify,
-        timestamp=run_started.replace('+00:00', 'Z'),
+        timestamp=_file_time(scene.path),
     )
     area = dict(unit=polygon_writer.unit, how=describe_area(crs))
     if crs is not None and crs.is_geographic:
