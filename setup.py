@@ -21,5 +21,8 @@ setup(
         'transformers<4.52',
         'nltk>=3.9',
         'pycocotools',
+        'rasterio',
+        'shapely',
+        'pyogrio',
     ],
 )
