@@ -66,10 +66,10 @@ from btdnet.visualization.referring_visualizer import SENTENCE_COLORS  # noqa: E
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_PIXELS = 50_000_000
-# Existence threshold on fg_margin. With the `make demo` model every test sentence scored 5.4 or
-# more and the same sentences naming a colour absent from the scene 3.9 or less
-# (tools/analysis_tools/existence_threshold.py): 4 lies between.
-DEFAULT_THRESHOLD = 4.0
+# Existence threshold on fg_margin. With the `make demo` model every test sentence scored 6.3 or
+# more and the same sentences naming a colour absent from the scene 4.2 or less
+# (tools/analysis_tools/existence_threshold.py): 5 lies between.
+DEFAULT_THRESHOLD = 5.0
 MAX_THRESHOLD = 15.0
 DEFAULT_OPACITY = 0.5
 MAX_SENTENCES = len(SENTENCE_COLORS)
@@ -450,7 +450,7 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
             'naming a target, and press **Run**. Each sentence gets its own colour. Its '
             '*existence* score says how sure the model is that the target is there: the mean '
             'log-odds of target over background on the pixels it marks (0 when it marks none; '
-            '4 means 98 % sure on average).'
+            '5 means 99.3 % sure on average).'
         )
         state = gr.State(None, time_to_live=3600, delete_callback=_delete_prediction)
         with gr.Row():

@@ -91,6 +91,7 @@ def main(argv=None) -> int:
     for name, values in (('present', present), ('absent', absent)):
         q = np.quantile(values, [0, 0.1, 0.5, 0.9, 1])
         print(f'  {name:8s}' + ''.join(f'{v:7.3f}' for v in q))
+    print(f'absent queries with no target pixel (score 0): {100 * (absent == 0).mean():.1f}%')
     default = app_module.DEFAULT_THRESHOLD
     print(
         f'app default threshold {default}: present found {100 * (present >= default).mean():.1f}%'
