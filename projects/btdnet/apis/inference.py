@@ -13,6 +13,11 @@ The image goes through the config's test pipeline without the mask loading: any 
 reads (JPEG, PNG, grey, RGBA, 16-bit or 4-band TIF) becomes 3-channel uint8 BGR and is resized to
 the network input; whole-image or sliding-window inference follows the config's ``model.test_cfg``
 (``mode='slide'`` for large scenes).
+
+For callers that check before they run (the web app, ``tools/app.py``): :func:`read_image_header`
+gives an image file's size, bands and georeferencing without decoding it, :func:`read_image` the
+array ``inference_model`` would read from the file, and :func:`truncated_sentences` what the text
+encoder keeps of sentences over its token budget.
 """
 
 import copy
