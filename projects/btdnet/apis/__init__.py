@@ -5,8 +5,11 @@ from .inference import (
     inference_model,
     init_model,
     load_checkpoint_strict,
+    read_image,
+    read_image_header,
     read_pairs_csv,
     to_bgr_uint8,
+    truncated_sentences,
 )
 from .raster import RasterScene, write_mask_geotiff
 from .scene import SceneOptions, check_out_dir, infer_scene, scene_outputs
@@ -34,8 +37,11 @@ __all__ = [
     'init_model',
     'load_checkpoint_strict',
     'predict_tiled',
+    'read_image',
+    'read_image_header',
     'read_pairs_csv',
     'scene_outputs',
     'to_bgr_uint8',
+    'truncated_sentences',
     'write_mask_geotiff',
 ]
