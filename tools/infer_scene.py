@@ -18,6 +18,10 @@ CRS; tiled 512 x 512, deflate; ``--cog`` for a Cloud-Optimized GeoTIFF), ``<stem
 (``--save-score``), ``<stem>.gpkg`` (scene CRS), ``<stem>.geojson`` (WGS84), ``<stem>.json`` (run
 summary) and ``<stem>_quicklook.png`` (``--quicklook``). See ``btdnet.apis.infer_scene``.
 
+ONNX Runtime runs an exported model (``tools/deployment/pytorch2onnx.py``) with
+``--backend onnxruntime`` (or ``onnxruntime-int8``) and the exported folder as CHECKPOINT; the
+tiles are the graph's export shape.
+
 Arguments, rasters, bands, sentences and the output folder are checked before the model loads.
 Exit status 1 if a scene failed (the others go on in CSV mode).
 """
@@ -93,7 +97,13 @@ def parse_args(argv=None):
     parser.add_argument('--resume', action='store_true', help='continue a killed run')
     parser.add_argument('--overwrite', action='store_true', help='replace earlier outputs')
     parser.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: cuda if any)')
-    parser.add_argument('--backend', choices=BACKENDS, default='pytorch', help='model backend')
+    parser.add_argument(
+        '--backend',
+        choices=BACKENDS,
+        default='pytorch',
+        help='pytorch (CHECKPOINT a .pth file) or onnxruntime[-int8] (CHECKPOINT the folder '
+        'tools/deployment/pytorch2onnx.py wrote)',
+    )
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='override config settings'
@@ -184,6 +194,12 @@ def model_info(args) -> dict:
     )
     if osp.isfile(args.checkpoint):
         info['checkpoint_bytes'] = os.path.getsize(args.checkpoint)
+    elif osp.isdir(args.checkpoint):  # an exported ONNX folder: its graphs stand for the weights
+        info['checkpoint_bytes'] = sum(
+            os.path.getsize(osp.join(args.checkpoint, name))
+            for name in sorted(os.listdir(args.checkpoint))
+            if name.endswith('.onnx')
+        )
     return info
 
 
@@ -239,7 +255,9 @@ def main(argv=None) -> int:
     predictor = None
     if ready:
         try:
-            model = init_model(args.config, args.checkpoint, device, args.cfg_options)
+            model = init_model(
+                args.config, args.checkpoint, device, args.cfg_options, backend=args.backend
+            )
             predictor = build_tile_predictor(model, args.backend)
         except (OSError, ValueError, TypeError) as err:
             print(f'error: {type(err).__name__}: {err}', file=sys.stderr)

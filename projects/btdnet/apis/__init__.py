@@ -14,9 +14,9 @@ from .inference import (
 from .raster import RasterScene, write_mask_geotiff
 from .scene import SceneOptions, check_out_dir, infer_scene, scene_outputs
 from .tiled import (
+    SegmentorTilePredictor,
     TileGrid,
     TilePredictor,
-    TorchTilePredictor,
     build_tile_predictor,
     predict_tiled,
 )
@@ -29,7 +29,7 @@ __all__ = [
     'SceneOptions',
     'TileGrid',
     'TilePredictor',
-    'TorchTilePredictor',
+    'SegmentorTilePredictor',
     'build_tile_predictor',
     'check_out_dir',
     'infer_scene',

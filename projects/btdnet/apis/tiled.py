@@ -44,7 +44,7 @@ from mmseg.structures import SegDataSample
 from torch import nn
 
 from ..evaluation.rrsis_metric import existence_score
-from .inference import _warn_if_truncated
+from .inference import BACKENDS, _warn_if_truncated
 
 # Logit margin (O_fg - O_bg) given to pixels that no tile predicts: outside the overview's
 # located region, or in all-nodata tiles. sigmoid(-1e4) is 0 in float32.
@@ -93,26 +93,33 @@ def model_input_size(cfg) -> tuple[int, int]:
     )
 
 
-class TorchTilePredictor:
-    """The PyTorch backend of :class:`TilePredictor`: an ``init_model`` BTDNet.
+class SegmentorTilePredictor:
+    """:class:`TilePredictor` of a model from ``init_model``, whatever its backend.
 
-    Tiles go through the model's own data preprocessor (BGR to RGB, normalisation) and
-    ``model.encode_decode`` under ``torch.no_grad``; the sentence's key-phrase spans (for the
-    masked sentence E_m) come from the test pipeline's ``ExtractKeyPhraseSpans``, once per
-    sentence.
+    A BTDNet (PyTorch) and an :class:`~btdnet.deployment.ONNXRuntimeSegmentor` (an exported
+    graph) share the segmentor interface: tiles go through the model's own data preprocessor
+    (BGR to RGB, normalisation) and ``model.encode_decode`` under ``torch.no_grad``; the
+    sentence's key-phrase spans (for the masked sentence E_m) come from the test pipeline's
+    ``ExtractKeyPhraseSpans``, once per sentence.
 
     Args:
         model (nn.Module): From :func:`~btdnet.apis.init_model` (it carries ``model.cfg``).
-        tile_size (tuple[int, int], optional): (h, w); default the config's input size.
+        tile_size (tuple[int, int], optional): (h, w); default the config's input size, or the
+            export shape of an ONNX graph (``model.input_shape``), the only size it takes.
     """
-
-    backend = 'pytorch'
 
     def __init__(self, model: nn.Module, tile_size: tuple[int, int] | None = None) -> None:
         if not hasattr(model, 'cfg'):
-            raise TypeError('TorchTilePredictor: expected a model from init_model (with .cfg)')
+            raise TypeError('tile predictor: expected a model from init_model (with .cfg)')
         self.model = model
-        self.tile_size = tuple(int(v) for v in (tile_size or model_input_size(model.cfg)))
+        fixed = getattr(model, 'input_shape', None)  # an ONNX graph's export shape
+        if fixed is not None and tile_size is not None and tuple(tile_size) != tuple(fixed):
+            raise ValueError(
+                f'tile predictor: the ONNX graph takes {fixed[0]} x {fixed[1]} tiles (its export '
+                f'shape), found tile size {tuple(tile_size)}'
+            )
+        size = tile_size or fixed or model_input_size(model.cfg)
+        self.tile_size = tuple(int(v) for v in size)
         cfg = model.cfg
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         pipeline = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
@@ -132,11 +139,12 @@ class TorchTilePredictor:
 
     def __call__(self, tiles: np.ndarray, text: str) -> np.ndarray:
         """See :meth:`TilePredictor.__call__`."""
+        tiles = np.asarray(tiles)
         if tiles.ndim != 4 or tiles.shape[3] != 3 or tiles.dtype != np.uint8:
             raise ValueError(
                 f'expected uint8 tiles of shape (B, h, w, 3), found {tiles.dtype} {tiles.shape}'
             )
-        spans = self.key_spans(text)
+        spans = self.key_spans(check_text(text))
         height, width = tiles.shape[1:3]
         chw = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)
         samples = [SegDataSample() for _ in range(len(tiles))]
@@ -155,22 +163,33 @@ class TorchTilePredictor:
 
 
 def build_tile_predictor(
-    model, backend: str = 'pytorch', tile_size: tuple[int, int] | None = None
+    model, backend: str | None = None, tile_size: tuple[int, int] | None = None
 ) -> TilePredictor:
-    """The tile predictor of a backend.
+    """The tile predictor of a model from :func:`~btdnet.apis.init_model`.
 
     Args:
-        model: What the backend runs: for ``'pytorch'`` a model from
-            :func:`~btdnet.apis.init_model`.
-        backend (str): One of :data:`BACKENDS`. Default ``'pytorch'``.
-        tile_size (tuple[int, int], optional): (h, w) network input; default the config's.
+        model: A model from :func:`~btdnet.apis.init_model`: a BTDNet (``'pytorch'``), or the
+            :class:`~btdnet.deployment.ONNXRuntimeSegmentor` of an exported folder
+            (``'onnxruntime'``, ``'onnxruntime-int8'``).
+        backend (str, optional): One of :data:`~btdnet.apis.BACKENDS`, checked against the
+            model. Default: the model's own.
+        tile_size (tuple[int, int], optional): (h, w) network input; default the config's (an
+            ONNX graph takes only the size it was exported for).
 
     Returns:
         TilePredictor: ``predictor.tile_size`` and ``predictor(tiles, text) -> logits``.
     """
-    if backend == 'pytorch':
-        return TorchTilePredictor(model, tile_size)
-    raise ValueError(f'tile predictor: backend {backend!r} is not wired yet; use pytorch')
+    from ..deployment import ONNXRuntimeSegmentor
+
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ValueError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
+        if backend.startswith('onnxruntime') != isinstance(model, ONNXRuntimeSegmentor):
+            raise ValueError(
+                f'backend {backend!r} does not match the model ({type(model).__name__}): '
+                f'build it with init_model(..., backend={backend!r})'
+            )
+    return SegmentorTilePredictor(model, tile_size)
 
 
 def as_tile_predictor(model_or_predictor) -> TilePredictor:
