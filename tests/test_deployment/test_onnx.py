@@ -43,12 +43,8 @@ SENTENCES = ['the red car on the left', 'a large grey roof at the top right of t
 init_default_scope('mmseg')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 @pytest.fixture(scope='module')

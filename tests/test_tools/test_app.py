@@ -15,9 +15,6 @@ import pytest
 import rasterio
 import torch
 from conftest import load_tool
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 from rasterio.transform import from_origin
 
 from btdnet.apis import inference_model, init_model, predict_tiled, read_image
@@ -33,19 +30,8 @@ browser_tool = load_tool('app_screenshot.py')
 
 
 @pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    """A randomly initialised tiny BTDNet saved as mmengine's Runner saves it."""
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TINY).model)
-    path = tmp_path_factory.mktemp('app_ckpt') / 'tiny.pth'
-    torch.save(dict(meta=dict(iter=0), state_dict=model.state_dict()), path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def model(checkpoint):
-    return init_model(TINY, str(checkpoint), device=DEVICE)
+def model(tiny_checkpoint):
+    return init_model(TINY, str(tiny_checkpoint), device=DEVICE)
 
 
 @pytest.fixture(scope='module')
@@ -264,11 +250,11 @@ def test_examples_are_the_demo_test_scenes_rendered_when_missing(tmp_path, synth
     assert not (tmp_path / 'unused').exists()
 
 
-def test_command_line_is_checked_before_the_model_loads(tmp_path, checkpoint, capsys):
+def test_command_line_is_checked_before_the_model_loads(tmp_path, tiny_checkpoint, capsys):
     cases = [
         ([TINY, str(tmp_path / 'none.pth')], 'checkpoint: expected a file, found nothing'),
-        ([TINY, str(checkpoint), '--port', '70000'], '--port: expected 1-65535'),
-        ([TINY, str(checkpoint), '--max-pixels', '0'], '--max-pixels: expected a positive'),
+        ([TINY, str(tiny_checkpoint), '--port', '70000'], '--port: expected 1-65535'),
+        ([TINY, str(tiny_checkpoint), '--max-pixels', '0'], '--max-pixels: expected a positive'),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -349,7 +335,7 @@ socket.getaddrinfo = getaddrinfo
 """
 
 
-def test_the_app_makes_no_outside_connection(tmp_path, checkpoint, images):
+def test_the_app_makes_no_outside_connection(tmp_path, tiny_checkpoint, images):
     from gradio_client import Client
 
     (tmp_path / 'guard').mkdir()
@@ -361,7 +347,7 @@ def test_the_app_makes_no_outside_connection(tmp_path, checkpoint, images):
         NET_GUARD_LOG=str(log),
         PYTHONPATH=os.pathsep.join([str(tmp_path / 'guard'), os.environ.get('PYTHONPATH', '')]),
     )
-    cmd = [sys.executable, str(ROOT / 'tools' / 'app.py'), TINY, str(checkpoint)]
+    cmd = [sys.executable, str(ROOT / 'tools' / 'app.py'), TINY, str(tiny_checkpoint)]
     cmd += ['--port', str(port), '--examples-root', str(tmp_path / 'no_dataset')]
     url = f'http://127.0.0.1:{port}'
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -424,12 +410,12 @@ def test_page_in_chromium_runs_two_sentences_and_downloads_the_mask(
     assert requests and all(r.startswith((url, 'data:', 'blob:')) for r in requests)
 
 
-def test_browser_script_refuses_to_overwrite_without_being_asked(tmp_path, checkpoint):
+def test_browser_script_refuses_to_overwrite_without_being_asked(tmp_path, tiny_checkpoint):
     out = tmp_path / 'shot.png'
     out.write_bytes(b'old')
     with pytest.raises(SystemExit):
-        browser_tool.parse_args([TINY, str(checkpoint), '--out', str(out)])
-    assert browser_tool.parse_args([TINY, str(checkpoint), '--out', str(out), '--overwrite'])
+        browser_tool.parse_args([TINY, str(tiny_checkpoint), '--out', str(out)])
+    assert browser_tool.parse_args([TINY, str(tiny_checkpoint), '--out', str(out), '--overwrite'])
 
 
 def test_help_lists_the_options():

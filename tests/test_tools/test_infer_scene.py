@@ -13,26 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from conftest import load_tool
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / 'configs' / 'btdnet' / 'btdnet_tiny_synthetic.py')
 TOOL = str(ROOT / 'tools' / 'infer_scene.py')
-
-
-@pytest.fixture(scope='module')
-def tiny_checkpoint(tmp_path_factory):
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TINY).model)
-    path = tmp_path_factory.mktemp('scene_tool_ckpt') / 'tiny.pth'
-    torch.save(dict(meta=dict(iter=0), state_dict=model.state_dict()), path)
-    return str(path)
 
 
 def scene(path, height, width, seed=0, nodata_rows=0):
