@@ -21,5 +21,9 @@ setup(
         'transformers<4.52',
         'nltk>=3.9',
         'pycocotools',
+        'rasterio>=1.4',
+        'shapely>=2.1',
+        'pyogrio>=0.7',
+        'tqdm',
     ],
 )

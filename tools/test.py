@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from btdnet.apis import load_checkpoint_strict
-from btdnet.engine import init_cpu_distributed, load_config
+from btdnet.engine import close_distributed, init_cpu_distributed, load_config
 
 
 def parse_args():
@@ -92,7 +92,10 @@ def main():
     init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     load_checkpoint_strict(runner.model, args.checkpoint, map_location='cpu')
-    runner.test()
+    try:
+        runner.test()
+    finally:
+        close_distributed()
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from btdnet.engine import enable_amp, init_cpu_distributed, load_config
+from btdnet.engine import close_distributed, enable_amp, init_cpu_distributed, load_config
 
 
 def parse_args():
@@ -64,7 +64,10 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        close_distributed()
 
 
 if __name__ == '__main__':

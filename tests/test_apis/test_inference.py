@@ -11,7 +11,15 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
-from btdnet.apis import CheckpointMismatchError, inference_model, init_model, to_bgr_uint8
+from btdnet.apis import (
+    CheckpointMismatchError,
+    inference_model,
+    init_model,
+    read_image,
+    read_image_header,
+    to_bgr_uint8,
+    truncated_sentences,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / 'configs' / 'btdnet' / 'btdnet_tiny_synthetic.py')
@@ -207,3 +215,67 @@ def test_ddp_prefixed_state_dict_and_slide_mode(checkpoint, scene, tmp_path):
     result = inference_model(model, scene[0], 'the red car')
     assert result.pred_sem_seg.data.shape == (1, 40, 56)
     assert result.img_shape == (80, 80)
+
+
+def test_image_header_gives_size_bands_and_georeferencing_without_decoding(scene, tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    _, img = scene
+    cv2.imwrite(str(tmp_path / 'a.jpg'), img)
+    cv2.imwrite(str(tmp_path / 'deep.png'), img.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / 'rgba.tif'), np.dstack([img, img[..., :1]]))
+    header = read_image_header(tmp_path / 'a.jpg')
+    assert (header['height'], header['width'], header['bands']) == (40, 56, 3)
+    assert header['dtype'] == 'uint8' and header['crs'] is None and header['transform'] is None
+    assert read_image_header(tmp_path / 'deep.png')['dtype'] == 'uint16'
+    assert read_image_header(tmp_path / 'rgba.tif')['bands'] == 4
+    transform = from_origin(500000.0, 4100000.0, 0.5, 0.5)
+    with rasterio.open(
+        tmp_path / 'geo.tif',
+        'w',
+        driver='GTiff',
+        height=40,
+        width=56,
+        count=1,
+        dtype='float32',
+        crs='EPSG:32633',
+        transform=transform,
+    ) as dst:
+        dst.write(np.zeros((1, 40, 56), np.float32))
+    geo = read_image_header(tmp_path / 'geo.tif')
+    assert geo['crs'].to_epsg() == 32633 and geo['transform'] == transform
+    assert geo['dtype'] == 'float32'
+    # A truncated PNG still has its header: the size is known without the pixels.
+    whole = cv2.imencode('.png', img)[1].tobytes()
+    (tmp_path / 'cut.png').write_bytes(whole[:60])
+    assert read_image_header(tmp_path / 'cut.png')['width'] == 56
+    (tmp_path / 'notes.png').write_text('not an image')
+    with pytest.raises(ValueError, match='notes.png: expected an image file, found 12 bytes'):
+        read_image_header(tmp_path / 'notes.png')
+    with pytest.raises(FileNotFoundError, match='no file .*missing.jpg'):
+        read_image_header(tmp_path / 'missing.jpg')
+
+
+def test_read_image_loads_as_inference_model_does(model, scene, tmp_path):
+    path, img = scene
+    assert np.array_equal(read_image(model, path), img)
+    rgba = np.dstack([img, np.full(img.shape[:2], 7, np.uint8)]).astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / 'rgba16.tif'), rgba)
+    loaded = read_image(model, tmp_path / 'rgba16.tif')
+    assert loaded.shape == (40, 56, 3) and loaded.dtype == np.uint8
+    from_file = inference_model(model, str(tmp_path / 'rgba16.tif'), 'the red car')
+    from_read = inference_model(model, loaded, 'the red car')
+    assert torch.allclose(from_file.seg_logits.data, from_read.seg_logits.data, atol=1e-5)
+    (tmp_path / 'fake.png').write_bytes(b'not an image at all')
+    with pytest.raises(ValueError, match='fake.png.*decode'):
+        read_image(model, tmp_path / 'fake.png')
+
+
+def test_truncated_sentences_say_what_the_model_reads(model):
+    long = ' '.join(['the small white car next to the road'] * 3)  # 24 words, 26 tokens
+    found = truncated_sentences(model, ['a car', long])
+    assert list(found) == [1]
+    num_tokens, budget, kept = found[1]
+    assert (num_tokens, budget) == (26, 20)
+    assert kept == ' '.join(long.split()[:18])

@@ -16,12 +16,11 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from transformers import BertTokenizerFast
 
-from btdnet.apis import inference_model, init_model
+from btdnet.apis import SceneOptions, build_tile_predictor, infer_scene, inference_model, init_model
 from btdnet.datasets.transforms.text import key_phrase_spans
 from btdnet.deployment import (
     ExportError,
     ONNXRuntimeSegmentor,
-    ONNXRuntimeTilePredictor,
     check_exportable,
     export_onnx,
     read_manifest,
@@ -44,12 +43,8 @@ SENTENCES = ['the red car on the left', 'a large grey roof at the top right of t
 init_default_scope('mmseg')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 @pytest.fixture(scope='module')
@@ -179,7 +174,8 @@ def test_int8_model_runs_and_is_offered_as_a_backend(exported, scene):
 
 
 def test_tile_predictor_protocol(exported, pytorch_model):
-    predictor = ONNXRuntimeTilePredictor(init_model(TINY, str(exported[0]), backend='onnxruntime'))
+    ort_model = init_model(TINY, str(exported[0]), backend='onnxruntime')
+    predictor = build_tile_predictor(ort_model)
     assert predictor.tile_size == (64, 64)
     tiles = np.random.default_rng(1).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
     logits = predictor(tiles, SENTENCES[0])
@@ -193,12 +189,71 @@ def test_tile_predictor_protocol(exported, pytorch_model):
         expected = pytorch_model._forward(data['inputs'], text=tokens)
     expected = F.interpolate(expected, size=(64, 64), mode='bilinear', align_corners=False)
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4, rtol=0)
+    torch_logits = build_tile_predictor(pytorch_model, 'pytorch')(tiles, SENTENCES[0])
+    np.testing.assert_allclose(logits, torch_logits, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match=r'the graph was exported for 64 x 64 .* 96 x 96'):
         predictor(np.zeros((1, 96, 96, 3), np.uint8), SENTENCES[0])
-    with pytest.raises(ValueError, match=r'uint8 BGR tiles .* float32 \(3, 64, 64, 3\)'):
+    with pytest.raises(ValueError, match=r'uint8 tiles .* float32 \(3, 64, 64, 3\)'):
         predictor(tiles.astype(np.float32), SENTENCES[0])
-    with pytest.raises(ValueError, match='non-empty sentence'):
+    with pytest.raises(ValueError, match='sentence is empty'):
         predictor(tiles, '  ')
+    # The backend named must be the model's; an ONNX graph takes only its export shape.
+    with pytest.raises(ValueError, match=r"'onnxruntime' does not match the model \(BTDNet\)"):
+        build_tile_predictor(pytorch_model, 'onnxruntime')
+    with pytest.raises(ValueError, match=r"'pytorch' does not match .*ONNXRuntimeSegmentor"):
+        build_tile_predictor(ort_model, 'pytorch')
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        build_tile_predictor(ort_model, 'tensorrt')
+    with pytest.raises(ValueError, match=r'takes 64 x 64 tiles .* found tile size \(96, 96\)'):
+        build_tile_predictor(ort_model, tile_size=(96, 96))
+
+
+def test_scene_tool_runs_onnxruntime(exported, pytorch_model, tmp_path):
+    """tools/infer_scene.py --backend onnxruntime: the scene's blended target probability equals
+    the PyTorch checkpoint's, and the run records the backend."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / 'scene.tif'
+    profile = dict(
+        driver='GTiff',
+        height=150,
+        width=170,
+        count=3,
+        dtype='uint8',
+        crs='EPSG:32631',
+        transform=from_origin(400000.0, 5000000.0, 1.0, 1.0),
+    )
+    with rasterio.open(path, 'w', **profile) as dst:
+        dst.write(rng.integers(0, 256, (3, 150, 170), dtype=np.uint8))
+    tool = load_tool('infer_scene.py')
+    args = [
+        str(path),
+        SENTENCES[0],
+        TINY,
+        str(exported[0]),
+        '--backend',
+        'onnxruntime',
+        '--out-dir',
+        str(tmp_path / 'ort'),
+        '--save-score',
+        '--device',
+        'cpu',
+        '--no-progress',
+    ]
+    assert tool.main(args) == 0
+    summary = json.loads((tmp_path / 'ort' / 'scene.json').read_text())
+    assert summary['settings']['model']['backend'] == 'onnxruntime'
+    assert summary['tiles']['run'] == 12  # 64 px tiles, stride 48: 3 rows x 4 columns
+    infer_scene(
+        pytorch_model, str(path), SENTENCES[0], str(tmp_path / 'pt'), SceneOptions(save_score=True)
+    )
+    with (
+        rasterio.open(tmp_path / 'ort' / 'scene_score.tif') as ort_score,
+        rasterio.open(tmp_path / 'pt' / 'scene_score.tif') as pt_score,
+    ):
+        np.testing.assert_allclose(ort_score.read(1), pt_score.read(1), atol=1e-4, rtol=0)
 
 
 # ---------------------------------------------------------------- exportable forms

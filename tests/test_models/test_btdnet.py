@@ -25,13 +25,8 @@ ALL_MODEL_CONFIGS = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p
 init_default_scope('mmseg')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def _build(model_cfg, seed=0, init=False):

@@ -34,12 +34,8 @@ def _load_maker():
 maker = _load_maker()
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 @pytest.fixture(scope='module')

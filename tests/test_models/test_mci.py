@@ -16,13 +16,8 @@ SHAPES = [(8, 8), (4, 4), (2, 2)]
 NUM_TOKENS = sum(h * w for h, w in SHAPES)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def _reference_points(batch):

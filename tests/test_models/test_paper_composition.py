@@ -46,13 +46,8 @@ DTYPE = torch.float64
 TOL = dict(rtol=0, atol=1e-10)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def _perturbed(module, std=0.2, seed=0):

@@ -8,13 +8,8 @@ from btdnet.models.decode_heads import RephraseHead
 WIDTH, TEXT_DIM, S, N = 32, 24, 84, 20
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread is much faster than several on a shared CPU.
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def _head(**kwargs):

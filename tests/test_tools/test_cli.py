@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from btdnet.engine import enable_amp, load_config
+from btdnet.engine import close_distributed, enable_amp, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / 'configs' / '_base_' / 'default_runtime.py'
@@ -87,3 +87,22 @@ def test_enable_amp_dtype_follows_the_gpu(monkeypatch, cuda, bf16):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *args, **kwargs: bf16)
     _check_amp_dtype(_amp_wrapper(), cuda and bf16)
+
+
+def test_close_distributed_ends_the_process_group(tmp_path):
+    """train.py / test.py end a launch's process group before exiting (a gloo group left to the
+    interpreter's exit can abort a rank); without a group it does nothing."""
+    import torch.distributed as dist
+
+    close_distributed()  # no group: nothing to do, no error
+    assert not dist.is_initialized()
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1
+    )
+    try:
+        assert dist.is_initialized()
+        close_distributed()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -15,7 +15,7 @@ import torch
 from conftest import load_tool
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmseg.registry import DATASETS, MODELS
+from mmseg.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / 'configs' / 'btdnet' / 'btdnet_tiny_synthetic.py')
@@ -28,17 +28,6 @@ def data_options(root) -> list:
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False',
     ]
-
-
-@pytest.fixture(scope='module')
-def tiny_checkpoint(tmp_path_factory):
-    """A randomly initialised tiny BTDNet, saved as mmengine's Runner saves it."""
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TINY).model)
-    path = tmp_path_factory.mktemp('tiny_ckpt') / 'tiny.pth'
-    torch.save(dict(meta=dict(iter=0), state_dict=model.state_dict()), path)
-    return path
 
 
 @pytest.fixture(scope='module')

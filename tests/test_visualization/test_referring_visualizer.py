@@ -13,8 +13,9 @@ from btdnet.visualization import (
     ReferringSegVisualizer,
     ReferringVisualizationHook,
     draw_referring_overlay,
+    draw_sentence_masks,
 )
-from btdnet.visualization.referring_visualizer import GT_COLOR, PRED_COLOR
+from btdnet.visualization.referring_visualizer import GT_COLOR, PRED_COLOR, SENTENCE_COLORS
 
 GREY = 100
 
@@ -66,6 +67,41 @@ def test_bad_images_and_masks_are_refused():
         draw_referring_overlay(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r'mask of the image size \(4, 4\).*\(5, 5\)'):
         draw_referring_overlay(np.zeros((4, 4, 3), np.uint8), np.ones((5, 5)))
+
+
+def test_sentence_masks_get_one_colour_each_and_a_legend():
+    image = np.full((20, 30, 3), GREY, np.uint8)
+    first, second = masks()
+    overlap = np.zeros((20, 30), bool)
+    overlap[4:14, 6:24] = True  # covers part of `first`
+    body = draw_sentence_masks(image, [first, overlap], ['a', 'b'], legend=False, min_width=0)
+    assert body.shape == (20, 30, 3)
+    assert np.array_equal(body[3, 4], blend(SENTENCE_COLORS[0]))  # first only
+    assert np.array_equal(body[10, 20], blend(SENTENCE_COLORS[1]))  # overlap only
+    both = blend(SENTENCE_COLORS[0], 0.5).astype(np.float32)
+    assert np.array_equal(
+        body[6, 7], (both * 0.5 + np.float32(SENTENCE_COLORS[1]) * 0.5).astype(np.uint8)
+    )
+    assert np.array_equal(body[17, 2], [GREY] * 3)  # in no mask
+
+    # A sentence without a mask (None) keeps its legend entry but draws nothing.
+    none = draw_sentence_masks(
+        image, [None, second], ['a', 'b'], alpha=1.0, legend=False, min_width=0
+    )
+    assert np.array_equal(none[4, 5], [GREY] * 3)
+    assert np.array_equal(none[14, 24], SENTENCE_COLORS[1])
+
+    drawn = draw_sentence_masks(image, [first, None], ['the car', 'the roof'], ['0.9', 'not found'])
+    assert drawn.shape[1] == 30 * 13  # enlarged to min_width 384
+    banner = drawn.shape[0] - 20 * 13
+    assert banner > 0
+    swatches = drawn[:banner]
+    for color in SENTENCE_COLORS[:2]:  # each entry starts with a square of its colour
+        assert (swatches == color).all(axis=2).sum() > 20
+    with pytest.raises(ValueError, match='one mask .* per sentence.*2 masks, 1 sentences'):
+        draw_sentence_masks(image, [first, second], ['a'])
+    with pytest.raises(ValueError, match=r'opacity alpha in \[0, 1\], found 1.5'):
+        draw_sentence_masks(image, [first], ['a'], alpha=1.5)
 
 
 def sample(sample_id, text, img_path=None):

@@ -13,11 +13,18 @@ The image goes through the config's test pipeline without the mask loading: any 
 reads (JPEG, PNG, grey, RGBA, 16-bit or 4-band TIF) becomes 3-channel uint8 BGR and is resized to
 the network input; whole-image or sliding-window inference follows the config's ``model.test_cfg``
 (``mode='slide'`` for large scenes).
+
+For callers that check before they run (the web app, ``tools/app.py``): :func:`read_image_header`
+gives an image file's size, bands and georeferencing without decoding it, :func:`read_image` the
+array ``inference_model`` would read from the file, and :func:`truncated_sentences` what the text
+encoder keeps of sentences over its token budget.
 """
 
 import copy
+import csv
 import logging
 import os.path as osp
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -285,6 +292,136 @@ def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
+def _check_image_path(path: str | Path, caller: str) -> str:
+    path = str(path)
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{caller}: expected an image file, found a directory {path}')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{caller}: expected an image file, found no file {path}')
+    return path
+
+
+def read_image_header(path: str | Path) -> dict:
+    """Read an image file's size, bands and georeferencing from its header, decoding no pixels.
+
+    Lets a caller refuse an image too large to decode before decoding it. The header is read by
+    GDAL (through rasterio), which knows JPEG, PNG, TIFF / GeoTIFF, BMP, WebP, JPEG 2000 and more;
+    Pillow is asked when GDAL does not know the format.
+
+    Args:
+        path (str | Path): Image file.
+
+    Returns:
+        dict: ``height``, ``width``, ``bands`` (int), ``dtype`` (str, e.g. ``'uint16'``),
+        ``driver`` (GDAL's format name, or ``'PIL:<format>'``), ``crs`` (rasterio ``CRS`` or
+        None) and ``transform`` (affine pixel-to-CRS transform, None without georeferencing).
+
+    Raises:
+        FileNotFoundError: No such file.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: Neither GDAL nor Pillow recognises the file as an image.
+    """
+    import rasterio
+    from PIL import Image, UnidentifiedImageError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    path = _check_image_path(path, 'read_image_header')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                georeferenced = src.crs is not None or not src.transform.is_identity
+                return dict(
+                    height=src.height,
+                    width=src.width,
+                    bands=src.count,
+                    dtype=src.dtypes[0],
+                    driver=src.driver,
+                    crs=src.crs,
+                    transform=src.transform if georeferenced else None,
+                )
+    except RasterioIOError as gdal_error:
+        try:
+            with Image.open(path) as image:  # lazy: reads the header only
+                width, height = image.size
+                bands = len(image.getbands())
+                mode, fmt = image.mode, image.format
+        except (UnidentifiedImageError, OSError) as pil_error:
+            raise ValueError(
+                f'{path}: expected an image file, found {osp.getsize(path)} bytes that neither '
+                f'GDAL nor Pillow reads as an image (GDAL: {gdal_error}; Pillow: {pil_error})'
+            ) from None
+        dtype = 'uint16' if mode.startswith('I;16') else 'float32' if mode == 'F' else 'uint8'
+        return dict(
+            height=height,
+            width=width,
+            bands=bands,
+            dtype=dtype,
+            driver=f'PIL:{fmt}',
+            crs=None,
+            transform=None,
+        )
+
+
+def read_image(model: nn.Module, path: str | Path) -> np.ndarray:
+    """Read an image file as :func:`inference_model` does, for drawing or tiling.
+
+    The file goes through the image loader at the head of the model's test pipeline (e.g.
+    ``LoadRSImageFromFile``): grey is replicated, a 4th band dropped, 16 bits scaled to 8.
+    ``inference_model(model, read_image(model, path), text)`` predicts what
+    ``inference_model(model, path, text)`` does.
+
+    Args:
+        model (nn.Module): From :func:`init_model` (its ``cfg`` names the loader).
+        path (str | Path): Image file.
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8, BGR.
+
+    Raises:
+        FileNotFoundError: No such file.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: The file is not an image the loader decodes.
+    """
+    path = _check_image_path(path, 'read_image')
+    init_default_scope(model.cfg.get('default_scope', 'mmseg'))
+    loader, _ = _pipelines(model.cfg, from_array=False)
+    stem = osp.splitext(osp.basename(path))[0]
+    return to_bgr_uint8(loader(dict(img_path=path, sample_id=stem))['img'])
+
+
+def read_pairs_csv(csv_path: str) -> list[tuple[str, str, str]]:
+    """Rows of an ``image,sentence`` CSV (``tools/infer.py --csv``, ``tools/infer_scene.py --csv``).
+
+    Args:
+        csv_path (str): A CSV with a header holding the columns ``image`` and ``sentence``
+            (others are ignored); relative image paths are taken from the CSV's folder.
+
+    Returns:
+        list[tuple[str, str, str]]: Per row ``(image as written, image path, sentence)``; an
+        empty sentence cell gives ``''`` (the caller decides what to do with it).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The header lacks ``image`` or ``sentence``.
+    """
+    if not osp.isfile(csv_path):
+        raise FileNotFoundError(f'--csv {csv_path!r} is not a file')
+    with open(csv_path, newline='', encoding='utf-8') as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {'image', 'sentence'} <= set(reader.fieldnames):
+            raise ValueError(
+                f'{csv_path}: expected a header with the columns image,sentence; '
+                f'found {reader.fieldnames}'
+            )
+        rows = list(reader)
+    root = osp.dirname(osp.abspath(csv_path))
+    return [
+        (row['image'] or '', osp.join(root, row['image'] or ''), row['sentence'] or '')
+        for row in rows
+    ]
+
+
 def _check_sentences(text) -> tuple[list[str], bool]:
     single = isinstance(text, str)
     texts = [text] if single else text
@@ -313,23 +450,42 @@ def _text_encoder(model: nn.Module):
     return None
 
 
-def _warn_if_truncated(model: nn.Module, texts: list[str]) -> None:
-    """Say which sentences exceed the text encoder's token budget, and what it keeps."""
+def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tuple[int, int, str]]:
+    """The sentences longer than the text encoder's token budget, and what the model reads of them.
+
+    Args:
+        model (nn.Module): From :func:`init_model`.
+        texts (Sequence[str]): Sentences.
+
+    Returns:
+        dict[int, tuple[int, int, str]]: For each sentence over the budget (``max_length``
+        tokens, ``[CLS]`` and ``[SEP]`` included; 20 in the paper), its index -> (its token count
+        with ``[CLS]`` and ``[SEP]``, ``max_length``, the words kept as the tokenizer decodes
+        them). Empty when every sentence fits, or when the model has no text encoder with a
+        tokenizer.
+    """
     encoder = _text_encoder(model)
     if encoder is None:
-        return
+        return {}
     tokenizer, budget = encoder.tokenizer, int(encoder.max_length)
+    truncated = {}
     for k, sentence in enumerate(texts):
         ids = tokenizer(sentence, add_special_tokens=False)['input_ids']
         if len(ids) + 2 > budget:
-            kept = tokenizer.decode(ids[: budget - 2])
-            print_log(
-                f'inference_model: sentence {k} has {len(ids) + 2} tokens ([CLS] and [SEP] '
-                f'included) but the text encoder reads max_length={budget}; it is truncated to '
-                f'"{kept}"',
-                logger='current',
-                level=logging.WARNING,
-            )
+            truncated[k] = (len(ids) + 2, budget, tokenizer.decode(ids[: budget - 2]))
+    return truncated
+
+
+def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'inference_model') -> None:
+    """Say which sentences exceed the text encoder's token budget, and what it keeps."""
+    for k, (num_tokens, budget, kept) in truncated_sentences(model, texts).items():
+        print_log(
+            f'{caller}: sentence {k} has {num_tokens} tokens ([CLS] and [SEP] '
+            f'included) but the text encoder reads max_length={budget}; it is truncated to '
+            f'"{kept}"',
+            logger='current',
+            level=logging.WARNING,
+        )
 
 
 def _pipelines(cfg: Config, from_array: bool) -> tuple:
@@ -390,15 +546,7 @@ def inference_model(
         base = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
         stem = 'array'
     else:
-        path = str(image)
-        if osp.isdir(path):
-            raise IsADirectoryError(
-                f'inference_model: expected an image file, found a directory {path}'
-            )
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'inference_model: expected an image file, found no file {path}'
-            )
+        path = _check_image_path(image, 'inference_model')
         stem = osp.splitext(osp.basename(path))[0]
         base = loader(dict(img_path=path, sample_id=stem))
     _warn_if_truncated(model, texts)

@@ -1,13 +1,12 @@
 """Deployment: ONNX export of BTDNet and inference through ONNX Runtime."""
 
 from .onnx_export import ExportError, check_exportable, export_onnx, exported_shape
-from .ort_segmentor import ONNXRuntimeSegmentor, ONNXRuntimeTilePredictor, read_manifest
+from .ort_segmentor import ONNXRuntimeSegmentor, read_manifest
 from .parity import compare_backends
 
 __all__ = [
     'ExportError',
     'ONNXRuntimeSegmentor',
-    'ONNXRuntimeTilePredictor',
     'check_exportable',
     'compare_backends',
     'export_onnx',

@@ -6,8 +6,8 @@ the PyTorch model, so ``btdnet.apis.inference_model`` (and ``tools/infer.py --ba
 onnxruntime``) return the same ``SegDataSample`` results. Build it through
 ``btdnet.apis.init_model(CONFIG, DIR, backend='onnxruntime')``.
 
-:class:`ONNXRuntimeTilePredictor` offers the tile predictor call of the whole-scene tool:
-``predictor(tiles, text)`` on uint8 BGR tiles (B, h, w, 3) returns float32 (B, 2, h, w) logits.
+:func:`btdnet.apis.build_tile_predictor` gives its tile predictor for whole-scene inference
+(``tools/infer_scene.py --backend onnxruntime``), tiles of the exported shape.
 """
 
 from __future__ import annotations
@@ -16,22 +16,20 @@ import json
 import logging
 import os.path as osp
 
-import numpy as np
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
-from mmseg.registry import MODELS, TRANSFORMS
-from mmseg.structures import SegDataSample
+from mmseg.registry import MODELS
 from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from ..models.text_encoders import tokenize_referring
-from .onnx_export import MANIFEST, test_steps
+from .onnx_export import MANIFEST
 
-__all__ = ['ONNXRuntimeSegmentor', 'ONNXRuntimeTilePredictor', 'read_manifest']
+__all__ = ['ONNXRuntimeSegmentor', 'read_manifest']
 
 DEFAULT_DATASET_META = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 64, 32]])
 
@@ -244,61 +242,3 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
 
     def extract_feat(self, inputs: Tensor) -> None:
         raise NotImplementedError('ONNX Runtime models give logits only (the graph is whole).')
-
-
-class ONNXRuntimeTilePredictor:
-    """The whole-scene tool's tile predictor on an :class:`ONNXRuntimeSegmentor`.
-
-    ``predictor.tile_size`` is the exported (h, w); ``predictor(tiles, text)`` takes uint8 BGR
-    tiles (B, h, w, 3) and one sentence, and returns float32 logits (B, 2, h, w) [O_bg, O_fg]
-    at tile size: the tiles go through the config's data preprocessor (which pads tiles smaller
-    than its ``size``) and :meth:`ONNXRuntimeSegmentor.encode_decode`, as the PyTorch tile
-    predictor runs ``BTDNet.encode_decode``. The sentence's key phrase is found by the config's
-    ``ExtractKeyPhraseSpans`` (when its test pipeline has one), once per sentence.
-
-    Args:
-        model (ONNXRuntimeSegmentor): The loaded model.
-    """
-
-    backend = 'onnxruntime'
-
-    def __init__(self, model: ONNXRuntimeSegmentor):
-        self.model = model
-        steps = [s for s in test_steps(model.cfg) if s.get('type') == 'ExtractKeyPhraseSpans']
-        self._spans = TRANSFORMS.build(dict(steps[0])) if steps else None
-        self._key_spans: dict[str, list] = {}
-
-    @property
-    def tile_size(self) -> tuple[int, int]:
-        return self.model.input_shape
-
-    def key_spans(self, text: str) -> list:
-        """Key-phrase character spans of ``text`` (computed once per sentence)."""
-        if text not in self._key_spans:
-            found = self._spans(dict(text=text))['key_spans'] if self._spans else []
-            self._key_spans[text] = found
-        return self._key_spans[text]
-
-    def __call__(self, tiles: np.ndarray, text: str) -> np.ndarray:
-        tiles = np.asarray(tiles)
-        if tiles.ndim != 4 or tiles.shape[3] != 3 or tiles.dtype != np.uint8:
-            raise ValueError(
-                f'tile predictor: expected uint8 BGR tiles (B, h, w, 3) of at most '
-                f'{self.tile_size}, found {tiles.dtype} {tiles.shape}'
-            )
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f'tile predictor: expected a non-empty sentence, found {text!r}')
-        height, width = tiles.shape[1:3]
-        chw = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2)
-        samples = [SegDataSample() for _ in range(len(tiles))]
-        data = self.model.data_preprocessor(dict(inputs=list(chw), data_samples=samples), False)
-        inputs = data['inputs']
-        meta = dict(
-            text=text,
-            key_spans=self.key_spans(text),
-            img_shape=(height, width),
-            ori_shape=(height, width),
-            pad_shape=tuple(inputs.shape[-2:]),
-        )
-        logits = self.model.encode_decode(inputs, [meta] * len(tiles))
-        return logits[:, :, :height, :width].float().cpu().numpy()

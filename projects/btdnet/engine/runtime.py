@@ -80,3 +80,16 @@ def init_cpu_distributed(cfg: Config) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False),
     )
     cfg.model_wrapper_cfg = dict(wrapper, device_ids=None)
+
+
+def close_distributed() -> None:
+    """End a launch's process group once the runner is done (nothing without one).
+
+    Every rank waits for the others, then the group is destroyed before the interpreter exits:
+    left to exit, a gloo group's threads can still be running while the process tears down, and
+    a rank then dies with ``terminate called without an active exception`` (SIGABRT) after its
+    work was done.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

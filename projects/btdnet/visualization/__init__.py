@@ -2,6 +2,7 @@ from .referring_visualizer import (
     ReferringSegVisualizer,
     ReferringVisualizationHook,
     draw_referring_overlay,
+    draw_sentence_masks,
     overlay_from_sample,
 )
 
@@ -9,5 +10,6 @@ __all__ = [
     'ReferringSegVisualizer',
     'ReferringVisualizationHook',
     'draw_referring_overlay',
+    'draw_sentence_masks',
     'overlay_from_sample',
 ]

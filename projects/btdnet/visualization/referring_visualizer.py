@@ -1,6 +1,7 @@
 """Overlays of referring-segmentation results with the sentence and the IoU written on them.
 
-:func:`draw_referring_overlay` does the drawing (OpenCV only, no display needed);
+:func:`draw_referring_overlay` does the drawing (OpenCV only, no display needed) for one sentence,
+:func:`draw_sentence_masks` for several sentences on one image (one colour each, with a legend);
 :class:`ReferringSegVisualizer` is mmseg's ``SegLocalVisualizer`` drawing through it, and
 :class:`ReferringVisualizationHook` is mmseg's ``SegVisualizationHook`` for referring samples:
 one picture per *sentence* (mmseg's hook names pictures after the image file, so the sentences
@@ -29,6 +30,20 @@ GT_COLOR = (32, 220, 64)
 _BANNER_BG = (24, 24, 24)
 _TEXT_COLOR = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+# One colour per sentence when several share an image (RGB): far apart in hue, and none of them
+# the greens, browns and greys of aerial ground.
+SENTENCE_COLORS = (
+    PRED_COLOR,
+    (32, 144, 255),
+    (255, 214, 0),
+    (176, 64, 255),
+    (0, 230, 200),
+    (255, 80, 190),
+    (255, 150, 40),
+    (150, 255, 60),
+    (255, 255, 255),
+    (0, 80, 200),
+)
 
 
 def _as_mask(mask) -> np.ndarray | None:
@@ -53,10 +68,16 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def _panel(image: np.ndarray, mask: np.ndarray | None, color, alpha: float, scale: int):
-    """The image with ``mask`` blended in ``color`` and outlined, enlarged ``scale`` times."""
+def _panel(image: np.ndarray, masks: Sequence, colors: Sequence, alpha: float, scale: int):
+    """The image with each mask blended in its colour and outlined, enlarged ``scale`` times.
+
+    Masks are drawn in order (a later one covers an earlier one where they overlap); ``None``
+    stands for a mask not to draw.
+    """
     panel = image.copy()
-    if mask is not None:
+    for mask, color in zip(masks, colors, strict=True):
+        if mask is None:
+            continue
         if mask.shape != image.shape[:2]:
             raise ValueError(
                 f'expected a mask of the image size {image.shape[:2]}, found {mask.shape}'
@@ -65,7 +86,9 @@ def _panel(image: np.ndarray, mask: np.ndarray | None, color, alpha: float, scal
         panel[mask] = (panel[mask] * (1 - alpha) + tint * alpha).astype(np.uint8)
     if scale > 1:
         panel = cv2.resize(panel, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    if mask is not None and mask.any():
+    for mask, color in zip(masks, colors, strict=True):
+        if mask is None or not mask.any():
+            continue
         big = mask.astype(np.uint8)
         if scale > 1:
             big = cv2.resize(big, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
@@ -125,8 +148,8 @@ def draw_referring_overlay(
     scale = max(1, int(np.ceil(min_width / (image.shape[1] * num_panels))))
     panels = []
     if gt is not None:
-        panels.append(_panel(image, gt, GT_COLOR, alpha, scale))
-    panels.append(_panel(image, pred, PRED_COLOR, alpha, scale))
+        panels.append(_panel(image, [gt], [GT_COLOR], alpha, scale))
+    panels.append(_panel(image, [pred], [PRED_COLOR], alpha, scale))
     if len(panels) > 1:
         gap = np.full((panels[0].shape[0], 4, 3), _BANNER_BG, np.uint8)
         body = np.concatenate([panels[0], gap, panels[1]], axis=1)
@@ -134,10 +157,8 @@ def draw_referring_overlay(
         body = panels[0]
 
     width = body.shape[1]
-    font_scale = float(np.clip(width / 900.0, 0.4, 1.2))
-    thickness = 1 if font_scale < 0.8 else 2
-    margin = max(4, int(8 * font_scale))
-    text = (text or '').encode('ascii', 'replace').decode('ascii')  # OpenCV's fonts are ASCII
+    font_scale, thickness, margin = _text_style(width)
+    text = _ascii(text or '')
     lines = _wrap(f'"{text}"', width - 2 * margin, font_scale, thickness) if text else []
     facts = []
     if iou is not None:
@@ -153,14 +174,105 @@ def draw_referring_overlay(
         lines += _wrap(' | '.join(facts), width - 2 * margin, font_scale, thickness)
     if not lines:
         return body
-    line_height = cv2.getTextSize('Ag', _FONT, font_scale, thickness)[0][1] + margin
-    banner = np.full((line_height * len(lines) + margin, width, 3), _BANNER_BG, np.uint8)
-    for k, line in enumerate(lines):
-        y = (k + 1) * line_height
-        cv2.putText(
-            banner, line, (margin, y), _FONT, font_scale, _TEXT_COLOR, thickness, cv2.LINE_AA
+    return np.concatenate([_banner([(line, None) for line in lines], width), body], axis=0)
+
+
+def draw_sentence_masks(
+    image: np.ndarray,
+    masks: Sequence,
+    sentences: Sequence[str],
+    notes: Sequence[str] | None = None,
+    colors: Sequence[tuple] = SENTENCE_COLORS,
+    alpha: float = 0.5,
+    min_width: int = 384,
+    legend: bool = True,
+) -> np.ndarray:
+    """Draw the targets of several sentences on one image, one colour each, under a legend.
+
+    Each mask is blended in its sentence's colour and outlined; the legend above the image gives,
+    per sentence, a swatch of its colour, its number, the sentence and its note (e.g. its
+    existence score, or "not found"). Images narrower than ``min_width`` are enlarged by an
+    integer factor (nearest neighbour) so that the legend stays legible.
+
+    Args:
+        image (np.ndarray): RGB uint8 image, (H, W, 3) (grey (H, W) is accepted).
+        masks (Sequence): One per sentence: (H, W) or (1, H, W) array or tensor, target =
+            nonzero; ``None`` for a sentence whose mask is not drawn (it keeps its legend entry).
+        sentences (Sequence[str]): The sentences, in the order of ``masks``.
+        notes (Sequence[str], optional): A note per sentence, written after it.
+        colors (Sequence[tuple]): RGB colours, used in turn (cycled when there are more
+            sentences). Default :data:`SENTENCE_COLORS`.
+        alpha (float): Opacity of the mask colours, in [0, 1]. Default 0.5.
+        min_width (int): Smallest width of the picture before enlarging. Default 384.
+        legend (bool): Draw the legend banner (False: the image and its masks only, for a page
+            that shows its own legend). Default True.
+
+    Returns:
+        np.ndarray: The drawn RGB uint8 picture, (banner + s*H, s*W, 3) for the enlargement s.
+    """
+    image = _as_rgb_uint8(image)
+    if len(masks) != len(sentences) or (notes is not None and len(notes) != len(sentences)):
+        raise ValueError(
+            f'expected one mask (and note) per sentence, found {len(masks)} masks, '
+            f'{len(sentences)} sentences and {"no" if notes is None else len(notes)} notes'
         )
-    return np.concatenate([banner, body], axis=0)
+    if not 0 <= alpha <= 1:
+        raise ValueError(f'expected an opacity alpha in [0, 1], found {alpha}')
+    palette = [tuple(colors[k % len(colors)]) for k in range(len(sentences))]
+    scale = max(1, int(np.ceil(min_width / image.shape[1])))
+    body = _panel(image, [_as_mask(m) for m in masks], palette, alpha, scale)
+    if not legend:
+        return body
+    width = body.shape[1]
+    font_scale, thickness, margin = _text_style(width)
+    swatch = cv2.getTextSize('Ag', _FONT, font_scale, thickness)[0][1]
+    indent = swatch + margin  # the entry's text starts right of its swatch
+    entries = []
+    for k, sentence in enumerate(sentences):
+        entry = f'{k + 1}. "{_ascii(sentence)}"'
+        if notes is not None and notes[k]:
+            entry += f' - {_ascii(notes[k])}'
+        wrapped = _wrap(entry, width - 2 * margin - indent, font_scale, thickness)
+        entries += [(line, palette[k] if i == 0 else ()) for i, line in enumerate(wrapped)]
+    return np.concatenate([_banner(entries, width), body], axis=0)
+
+
+def _ascii(text: str) -> str:
+    """``text`` with what OpenCV's Hershey fonts cannot draw (non-ASCII) replaced by '?'."""
+    return text.encode('ascii', 'replace').decode('ascii')
+
+
+def _text_style(width: int) -> tuple[float, int, int]:
+    """Font scale, stroke thickness and margin (pixels) for a banner ``width`` pixels wide."""
+    font_scale = float(np.clip(width / 900.0, 0.4, 1.2))
+    return font_scale, 1 if font_scale < 0.8 else 2, max(4, int(8 * font_scale))
+
+
+def _banner(lines: Sequence[tuple], width: int) -> np.ndarray:
+    """White text lines on a dark banner ``width`` pixels wide.
+
+    Args:
+        lines (Sequence[tuple]): ``(text, swatch)`` per line: ``swatch`` None writes the text at
+            the margin; an RGB colour draws a square of it first and indents the text; ``()``
+            indents the text without a square (the continuation of a legend entry).
+        width (int): Banner width in pixels.
+
+    Returns:
+        np.ndarray: RGB uint8 banner, (rows, width, 3).
+    """
+    font_scale, thickness, margin = _text_style(width)
+    text_height = cv2.getTextSize('Ag', _FONT, font_scale, thickness)[0][1]
+    line_height = text_height + margin
+    banner = np.full((line_height * len(lines) + margin, width, 3), _BANNER_BG, np.uint8)
+    for k, (line, swatch) in enumerate(lines):
+        y = (k + 1) * line_height
+        x = margin
+        if swatch is not None:
+            if swatch:
+                cv2.rectangle(banner, (x, y - text_height), (x + text_height, y), tuple(swatch), -1)
+            x += text_height + margin
+        cv2.putText(banner, line, (x, y), _FONT, font_scale, _TEXT_COLOR, thickness, cv2.LINE_AA)
+    return banner
 
 
 def overlay_from_sample(
