@@ -5,6 +5,7 @@ import json
 import re
 from collections import Counter
 
+import cv2
 import numpy as np
 import pytest
 
@@ -258,6 +259,37 @@ def test_distractor_datasets_load_as_before(make_synthetic_rrsis, tmp_path):
                 np.testing.assert_array_equal(mask, obj['mask'])
             record = next(r for r in records if r['sent_id'] == info['sample_id'])
             assert (record['colour'], record['text']) == (obj['colour'], obj['text'])
+
+
+def test_split_scenes_render_a_split_again_from_its_meta(make_synthetic_rrsis, tmp_path):
+    """The app's examples and the existence-threshold tool re-render test scenes this way."""
+    from btdnet.datasets import RRSISDDataset
+
+    make_synthetic_rrsis.main(
+        [str(tmp_path), '--num-images', '9', '--eval-images', '2', '--size', '64']
+        + ['--format', 'rrsisd', '--task', 'distractors', '--twin-prob', '1.0', '--seed', '3']
+    )
+    meta = json.loads((tmp_path / 'synthetic_meta.json').read_text())
+    for split, expected in (('val', [5, 6]), ('test', [7, 8])):
+        scenes = list(make_synthetic_rrsis.split_scenes(meta, split))
+        assert [index for index, _, _ in scenes] == expected
+        texts = [obj['text'] for _, _, objects in scenes for obj in objects]
+        dataset = RRSISDDataset(data_root=str(tmp_path), split=split)
+        assert texts == [dataset.get_data_info(i)['text'] for i in range(len(dataset))]
+        for index, image, _ in scenes:  # the JPEG on disk is this picture
+            on_disk = cv2.imread(str(tmp_path / 'images/rrsisd/JPEGImages' / f'{index:05d}.jpg'))
+            encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+            np.testing.assert_array_equal(on_disk, cv2.imdecode(encoded, cv2.IMREAD_COLOR))
+    # The options travel: without them (the defaults) another scene comes out.
+    default = dict(meta, options=None)
+    first = next(make_synthetic_rrsis.split_scenes(meta, 'test', limit=1))
+    other = next(make_synthetic_rrsis.split_scenes(default, 'test', limit=1))
+    assert [o['text'] for o in first[2]] != [o['text'] for o in other[2]] or not np.array_equal(
+        first[1], other[1]
+    )
+    assert len(list(make_synthetic_rrsis.split_scenes(meta, 'test', limit=1))) == 1
+    with pytest.raises(ValueError, match="split: expected one of"):
+        next(make_synthetic_rrsis.split_scenes(meta, 'testing'))
 
 
 def test_distractor_options_need_the_distractor_task(make_synthetic_rrsis, tmp_path, capsys):

@@ -521,6 +521,35 @@ def _split_of(index: int, num_images: int, eval_images: int | None = None) -> st
     return 'train' if index < n_train else 'val' if index < n_train + eval_images else 'test'
 
 
+def split_scenes(meta: dict, split: str = 'test', limit: int | None = None):
+    """Render again the scenes of one split of a dataset, from its ``synthetic_meta.json``.
+
+    Args:
+        meta (dict): The dataset's ``synthetic_meta.json`` contents (or the same keys):
+            ``num_images``, ``seed``, ``size``, ``object_scale``, and where the dataset has them
+            ``eval_images``, ``task`` and ``options``.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        limit (int, optional): At most this many scenes (the first ones).
+
+    Yields:
+        tuple: ``(index, image, objects)``, ``image`` and ``objects`` as :func:`make_scene`
+        returns them; ``index`` names the image file (``{index:05d}.jpg``).
+    """
+    if split not in SPLITS:
+        raise ValueError(f'split: expected one of {SPLITS}, found {split!r}')
+    task = meta.get('task', 'colours')
+    options = meta.get('options')
+    if options is not None:
+        options = DistractorOptions(**{**options, 'num_objects': tuple(options['num_objects'])})
+    total, eval_images = meta['num_images'], meta.get('eval_images')
+    indices = [i for i in range(total) if _split_of(i, total, eval_images) == split]
+    for index in indices[:limit]:
+        image, objects = make_scene(
+            meta['seed'], index, meta['size'], meta['object_scale'], task, options
+        )
+        yield index, image, objects
+
+
 def generate(
     out_dir: str,
     num_images: int = 300,
