@@ -288,7 +288,7 @@ def test_split_scenes_render_a_split_again_from_its_meta(make_synthetic_rrsis, t
         first[1], other[1]
     )
     assert len(list(make_synthetic_rrsis.split_scenes(meta, 'test', limit=1))) == 1
-    with pytest.raises(ValueError, match="split: expected one of"):
+    with pytest.raises(ValueError, match='split: expected one of'):
         next(make_synthetic_rrsis.split_scenes(meta, 'testing'))
 
 

@@ -259,8 +259,7 @@ def test_scene_tool_runs_onnxruntime(exported, pytorch_model, tmp_path):
 def test_a_model_with_a_refiner_exports_with_full_resolution_logits(tmp_path, pytorch_model):
     config = tmp_path / 'refined.py'
     config.write_text(
-        f"_base_ = [{TINY!r}]\n"
-        "model = dict(refiner=dict(type='ImageGuidedRefiner', channels=8))\n"
+        f"_base_ = [{TINY!r}]\nmodel = dict(refiner=dict(type='ImageGuidedRefiner', channels=8))\n"
     )
     model = init_model(str(config))
     model.load_state_dict(pytorch_model.state_dict(), strict=False)  # all but the refiner
