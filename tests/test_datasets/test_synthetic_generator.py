@@ -326,3 +326,27 @@ def test_category_marks_stay_inside_their_objects(make_synthetic_rrsis):
         union = np.any([o['mask'] for o in objects], axis=0)
         assert not (changed & ~union).any()
     assert marked_kinds == {'vehicle', 'tennis court', 'building'}
+
+
+def test_synthetic_scene_mosaic_holds_the_generator_scenes_of_its_task(
+    make_synthetic_rrsis, tmp_path
+):
+    import rasterio
+    from conftest import load_tool
+
+    scene_tool = load_tool('dataset_converters/make_synthetic_scene.py')
+    path = tmp_path / 'mosaic.tif'
+    argv = [str(path), '--size', '192', '--patch', '96', '--dtype', 'uint8', '--seed', '4']
+    assert scene_tool.main([*argv, '--task', 'distractors', '--object-scale', '1.8']) == 0
+    with rasterio.open(path) as src:
+        data = src.read()
+        assert src.crs.to_epsg() == 32633 and src.res == (0.5, 0.5)
+    for r in range(2):
+        for c in range(2):
+            image, _ = make_synthetic_rrsis.make_scene(4, r * 2 + c, 96, 1.8, 'distractors')
+            patch = data[:, r * 96 : (r + 1) * 96, c * 96 : (c + 1) * 96]
+            np.testing.assert_array_equal(patch, np.maximum(image[..., ::-1], 1).transpose(2, 0, 1))
+    colours = scene_tool.write_scene(str(tmp_path / 'colours.tif'), 192, 96, 4, 1.8, 'uint8')
+    assert colours != scene_tool.write_scene(
+        str(tmp_path / 'distractors.tif'), 192, 96, 4, 1.8, 'uint8', task='distractors'
+    )
