@@ -28,16 +28,25 @@ test_pipeline = [
     dict(type='ExtractKeyPhraseSpans'),
     dict(type='PackReferringInputs'),
 ]
+# No loader workers: a batch takes ~5 ms to load, and on a 2-core machine a worker process
+# costs the two compute threads more than that (a step took 0.42-0.47 s instead of 0.51-0.52).
 train_dataloader = dict(
     batch_size=8,
-    num_workers=1,
+    num_workers=0,
+    persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=train_pipeline),
 )
 val_dataloader = dict(
-    batch_size=8, num_workers=1, dataset=dict(data_root=data_root, pipeline=test_pipeline)
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline),
 )
 test_dataloader = dict(
-    batch_size=8, num_workers=1, dataset=dict(data_root=data_root, pipeline=test_pipeline)
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline),
 )
 
 width = 64  # MCI width
@@ -106,6 +115,11 @@ model = dict(
         ffn_ratio=2,
         loss_weight=0.1,
     ),
+    # Not in the paper: the head predicts on a 32 x 32 grid for these 128 x 128 scenes (a vehicle
+    # is 3 logits wide); the refiner redraws the outlines at 128 x 128 from the image's pixels.
+    refiner=dict(
+        type='ImageGuidedRefiner', channels=16, dilations=(1, 2, 1), coarse_loss_weight=0.5
+    ),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'),
 )
@@ -125,7 +139,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, begin=0, end=30, by_epoch=False),
     dict(type='PolyLR', power=0.9, eta_min=0.0, begin=30, end=max_iters, by_epoch=False),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=200)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=300)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
@@ -135,7 +149,7 @@ default_hooks = dict(
     checkpoint=dict(
         type='CheckpointHook',
         by_epoch=False,
-        interval=200,
+        interval=300,
         max_keep_ckpts=1,
         save_best='oIoU',
         rule='greater',
@@ -143,5 +157,5 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'),
 )
-randomness = dict(seed=0)
+randomness = dict(seed=1)
 work_dir = 'work_dirs/demo'
