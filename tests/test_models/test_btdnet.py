@@ -1,11 +1,13 @@
 """BTDNet end to end on the tiny config: loss / predict / tensor through the data preprocessor,
-gradients, slide inference with the sentence, ablation switches, every config builds."""
+gradients, slide inference with the sentence, the full-resolution refiner, ablation switches,
+every config builds."""
 
 import copy
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
@@ -14,6 +16,7 @@ from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
 
 import btdnet  # noqa: F401  (registers the plugin)
+from btdnet.models.layers import ImageGuidedRefiner
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs'
@@ -246,6 +249,143 @@ def test_l0_is_computed_without_gradient_in_eval_mode(model, monkeypatch):
 
 
 # ---------------------------------------------------------------- configs
+def _randomise_correction(refiner, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in refiner.correction.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def _refined_model(coarse_loss_weight=0.5, seed=0):
+    cfg = copy.deepcopy(Config.fromfile(str(TINY)).model)
+    cfg.refiner = dict(type='ImageGuidedRefiner', channels=8, coarse_loss_weight=coarse_loss_weight)
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    _randomise_correction(model.refiner, seed)
+    return model
+
+
+# ---------------------------------------------------------------- the full-resolution refiner
+def test_untrained_refiner_is_bilinear_upsampling():
+    refiner = ImageGuidedRefiner(channels=8, init_cfg=dict(type='Normal', layer='Conv2d', std=1.0))
+    refiner.init_weights()  # an init_cfg must not undo the zero start
+    image = torch.randn(2, 3, 32, 40)
+    logits = torch.randn(2, 2, 8, 10)
+    expected = F.interpolate(logits, size=(32, 40), mode='bilinear', align_corners=False)
+    torch.testing.assert_close(refiner(image, logits), expected, atol=0, rtol=0)
+    # At the image's size already: returned as they are.
+    torch.testing.assert_close(refiner(image, expected), expected, atol=0, rtol=0)
+
+
+def test_refiner_learns_to_follow_an_edge_bilinear_upsampling_blurs():
+    """A square whose H/4 logits are blurred by the stride: a few hundred steps on the image's
+    edge give a sharper mask than upsampling (which the untrained refiner returns)."""
+    torch.manual_seed(0)
+    size, gen = 32, torch.Generator().manual_seed(0)
+    images, labels = [], []
+    for _ in range(16):
+        y, x = torch.randint(3, 17, (2,), generator=gen).tolist()
+        h, w = torch.randint(5, 12, (2,), generator=gen).tolist()
+        label = torch.zeros(size, size, dtype=torch.long)
+        label[y : y + h, x : x + w] = 1
+        image = torch.randn(3, size, size, generator=gen) * 0.1
+        image[:, label.bool()] += 1.0
+        images.append(image)
+        labels.append(label)
+    images, labels = torch.stack(images), torch.stack(labels)
+    fg = F.avg_pool2d(labels[:, None].float(), 4)  # what a stride-4 head can say
+    coarse = torch.cat([-(fg - 0.5) * 8, (fg - 0.5) * 8], 1)
+
+    def iou(logits):
+        pred = logits.argmax(1)
+        return ((pred == 1) & (labels == 1)).sum() / ((pred == 1) | (labels == 1)).sum()
+
+    refiner = ImageGuidedRefiner(channels=8)
+    before = iou(refiner(images, coarse).detach())
+    optim = torch.optim.Adam(refiner.parameters(), lr=1e-2)
+    for _ in range(300):
+        optim.zero_grad()
+        F.cross_entropy(refiner(images, coarse), labels).backward()
+        optim.step()
+    after = iou(refiner(images, coarse).detach())
+    assert before < 0.9 and after > 0.97, (before, after)
+
+
+def test_refiner_checks_its_inputs():
+    refiner = ImageGuidedRefiner()
+    with pytest.raises(ValueError, match=r'image must be \(B, 3, H, W\)'):
+        refiner(torch.zeros(1, 4, 8, 8), torch.zeros(1, 2, 2, 2))
+    with pytest.raises(ValueError, match=r'logits must be \(1, 2, h, w\)'):
+        refiner(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match='coarse_loss_weight must be >= 0'):
+        ImageGuidedRefiner(coarse_loss_weight=-1)
+    with pytest.raises(ValueError, match='one positive dilation'):
+        ImageGuidedRefiner(dilations=())
+
+
+def test_loss_adds_the_weighted_coarse_loss_and_reaches_every_parameter():
+    model = _refined_model(coarse_loss_weight=0.25)
+    model.eval()  # no dropout: the hand computation below sees the same network
+    data = model.data_preprocessor(_hand_batch(((64, 64), (64, 64))), True)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {
+        'decode.loss_ce',
+        'decode.acc_seg',
+        'coarse.loss_ce',
+        'coarse.acc_seg',
+        'aux.loss_re',
+    }
+    # The same forward by hand: the head's logits, refined, each through the head's loss.
+    feats = model.extract_feat(data['inputs'], data['data_samples'])
+    outputs = model.decode_head(feats)
+    head = model.decode_head
+    coarse = head.loss_by_feat(outputs['seg_logits'], data['data_samples'])['loss_ce']
+    refined = model.refiner(data['inputs'], outputs['seg_logits'])
+    assert refined.shape == (2, 2, 64, 64)
+    fine = head.loss_by_feat(refined, data['data_samples'])['loss_ce']
+    torch.testing.assert_close(losses['coarse.loss_ce'], 0.25 * coarse)
+    torch.testing.assert_close(losses['decode.loss_ce'], fine)
+    assert not torch.allclose(fine, coarse)  # the refiner changed the logits
+
+    model.zero_grad()
+    _total(losses).backward()
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
+    assert missing == []
+
+
+def test_without_coarse_weight_only_the_refined_loss_is_returned():
+    model = _refined_model(coarse_loss_weight=0.0)
+    model.train()
+    data = model.data_preprocessor(_hand_batch(((64, 64), (64, 64))), True)
+    assert set(model(**data, mode='loss')) == {'decode.loss_ce', 'decode.acc_seg', 'aux.loss_re'}
+
+
+def test_predict_and_tensor_modes_use_the_refined_logits():
+    model = _refined_model().eval()
+    data = model.data_preprocessor(_hand_batch(((64, 64), (96, 80))), False)
+    inputs, samples = data['inputs'], data['data_samples']
+    with torch.no_grad():
+        logits = model(**data, mode='tensor')
+        results = model(**data, mode='predict')
+        text = model.tokenize(samples, device=inputs.device)
+        head = model.decode_head.forward(model.backbone(inputs, **text), need_visual_star=False)
+    assert logits.shape == (2, 2, 64, 64)  # full resolution, not H/4
+    torch.testing.assert_close(logits, model.refiner(inputs, head['seg_logits']))
+    # predict: the refined logits resized to each original size, then fg > bg.
+    second = F.interpolate(logits[1:], size=(96, 80), mode='bilinear', align_corners=False)[0]
+    torch.testing.assert_close(results[1].seg_logits.data, second, atol=1e-5, rtol=0)
+    plain = copy.deepcopy(model)
+    plain.refiner = None
+    with torch.no_grad():
+        unrefined = plain(**data, mode='predict')
+    assert not torch.allclose(unrefined[1].seg_logits.data, second, atol=1e-3)
+
+
 def _shrink(model_cfg, tiny_model_cfg):
     """The paper model's switches on tiny encoders: widths / 8, tiny Swin and BERT."""
     cfg = copy.deepcopy(model_cfg)

@@ -209,3 +209,38 @@ def test_freeze_word_embeddings_keeps_only_that_table_fixed():
     encoder(tokens['input_ids'], tokens['attention_mask']).sum().backward()
     assert encoder.bert.embeddings.word_embeddings.weight.grad is None
     assert encoder.bert.embeddings.position_embeddings.weight.grad is not None
+
+
+def test_frozen_layers_fix_weights_and_dropout_but_pass_gradients():
+    tiny = dict(TINY_BERT, hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
+    encoder = tiny_encoder(bert_config=tiny, frozen_layers=2).train()
+    trainable = {n.split('.')[3] for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable == {'2', '3'}  # bert.encoder.layer.{2,3}.*; embeddings and layers 0-1 fixed
+    frozen = [encoder.bert.embeddings, *encoder.bert.encoder.layer[:2]]
+    assert all(not m.training for f in frozen for m in f.modules())
+    assert all(m.training for m in encoder.bert.encoder.layer[2].modules())
+    # Frozen layers run without dropout: the first stages are deterministic in train mode.
+    tokens = encoder.tokenize(['the red vehicle on the left'])
+    hidden = encoder.embed(tokens['input_ids'])
+    hidden.requires_grad_(True)
+    out_a = encoder.forward_stage(
+        1, encoder.forward_stage(0, hidden, tokens['attention_mask']), tokens['attention_mask']
+    )
+    out_b = encoder.forward_stage(
+        1, encoder.forward_stage(0, hidden, tokens['attention_mask']), tokens['attention_mask']
+    )
+    torch.testing.assert_close(out_a, out_b)
+    # ... and still pass gradients to their input (the BSCs of earlier stages).
+    out_a.sum().backward()
+    assert hidden.grad is not None and hidden.grad.abs().sum() > 0
+    assert all(p.grad is None for f in frozen for p in f.parameters())
+    # eval() and back to train() keeps them frozen in eval mode.
+    encoder.eval().train()
+    assert not encoder.bert.encoder.layer[1].training and encoder.bert.encoder.layer[2].training
+    with pytest.raises(ValueError, match=r'frozen_layers must be in \[0, 4\]'):
+        tiny_encoder(frozen_layers=5)
+
+
+def test_all_layers_frozen_leave_nothing_to_train():
+    encoder = tiny_encoder(frozen_layers=4)
+    assert not any(p.requires_grad for p in encoder.parameters())

@@ -5,13 +5,13 @@
 
 On the test scenes of a synthetic dataset (made by make_synthetic_rrsis.py; the scenes are
 re-rendered from its seed, so only ``synthetic_meta.json`` is read, and the `make demo` settings
-are used when the folder is missing), every object's own sentence is a *present* query, and the
-same sentence with its colour swapped for a colour no object in the scene has is an *absent*
-query ("the red vehicle on the left" -> "the blue vehicle on the left": same words, nothing to
-find). Prints quantiles of the existence score the web app thresholds (``fg_margin`` of
-:func:`btdnet.evaluation.existence_score`: the mean target-minus-background logit over the pixels
-the target wins) for both, the share of each the app's default threshold classifies right, and
-the threshold with the best balanced accuracy.
+are used when the folder is missing), every object's own sentence is a *present* query, and each
+sentence that names its target's colour, with that colour swapped for one no object in the scene
+has, is an *absent* query ("the red vehicle on the left" -> "the blue vehicle on the left": same
+words, nothing to find). Prints quantiles of the existence score the web app thresholds
+(``fg_margin`` of :func:`btdnet.evaluation.existence_score`: the mean target-minus-background logit
+over the pixels the target wins) for both, the share of each the app's default threshold classifies
+right, and the threshold with the best balanced accuracy.
 """
 
 import argparse
@@ -43,19 +43,19 @@ def parse_args(argv=None):
 
 
 def queries(generator, meta: dict, num_scenes: int):
-    """(image BGR, present sentences, absent sentences) per test scene."""
-    total = meta['num_images']
-    test = [i for i in range(total) if generator._split_of(i, total) == 'test'][:num_scenes]
-    for index in test:
-        image, objects = generator.make_scene(
-            meta['seed'], index, meta['size'], meta['object_scale']
-        )
+    """(image BGR, present sentences, absent sentences) per test scene.
+
+    The absent sentences are those that name their target's colour, with that colour swapped
+    for one no object of the scene has (a sentence that names no colour has nothing to swap).
+    """
+    for _, image, objects in generator.split_scenes(meta, 'test', num_scenes):
         used = {obj['colour'] for obj in objects}
         free = [c for c in generator.COLOURS if c not in used]
         present = [obj['text'] for obj in objects]
         absent = [
             obj['text'].replace(obj['colour'], free[k % len(free)], 1)
             for k, obj in enumerate(objects)
+            if obj['colour'] in obj['text'].split()
         ]
         yield image, present, absent
 
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     meta_file = osp.join(root, 'synthetic_meta.json')
     if osp.isfile(meta_file):
         with open(meta_file, encoding='utf-8') as f:
-            meta.update({k: v for k, v in json.load(f).items() if k in app_module.DEMO_DATA})
+            meta.update(json.load(f))
     model = app_module.init_model(args.config, args.checkpoint, device=args.device)
     scores = dict(present=[], absent=[])
     for image, present, absent in queries(generator, meta, args.num_scenes):

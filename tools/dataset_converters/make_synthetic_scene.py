@@ -9,7 +9,10 @@ memory stays at one row of patches whatever the size.
 
     python tools/dataset_converters/make_synthetic_scene.py scene.tif --size 4096 --dtype uint16
     python tools/dataset_converters/make_synthetic_scene.py mosaic.tif --size 768 --patch 128 \\
-        --object-scale 1.8 --seed 7            # demo-style scenes (the demo model's input)
+        --object-scale 1.8 --task distractors --seed 7   # the demo model's kind of scene
+
+``--task`` is the generator's: ``colours`` (each object in its own colour) or ``distractors``
+(objects share colours and categories, as in the `make demo` data).
 
 Patch ``(r, c)`` is scene ``r * columns + c`` of ``--seed``; the sentence of each object is
 printed with ``--list`` (e.g. to pick prompts for the quicklook).
@@ -24,7 +27,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from make_synthetic_rrsis import make_scene  # noqa: E402
+from make_synthetic_rrsis import TASKS, make_scene  # noqa: E402
 
 
 def write_scene(
@@ -37,6 +40,7 @@ def write_scene(
     nodata_border: float = 0.0,
     pixel_size: float = 0.5,
     crs: str = 'EPSG:32633',
+    task: str = 'colours',
 ) -> list:
     """Write the mosaic; returns ``(row, column, category, colour, sentence)`` per object."""
     if dtype not in ('uint8', 'uint16'):
@@ -66,7 +70,7 @@ def write_scene(
             rows = min(patch, size - r * patch)
             strip = np.zeros((rows, size, 3), np.uint8)
             for c in range(columns):
-                image, found = make_scene(seed, r * columns + c, patch, object_scale)
+                image, found = make_scene(seed, r * columns + c, patch, object_scale, task)
                 width = min(patch, size - c * patch)
                 strip[:, c * patch : c * patch + width] = image[:rows, :width]
                 objects += [(r, c, o['category'], o['colour'], o['text']) for o in found]
@@ -93,6 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument('--patch', type=int, default=512, help='side of each synthetic scene')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--object-scale', type=float, default=1.0)
+    parser.add_argument('--task', choices=TASKS, default='colours', help='the generator task')
     parser.add_argument('--dtype', choices=('uint8', 'uint16'), default='uint16')
     parser.add_argument('--nodata-border', type=float, default=0.0, help='frame, share of side')
     parser.add_argument('--pixel-size', type=float, default=0.5, help='metres')
@@ -107,6 +112,7 @@ def main(argv=None) -> int:
         args.dtype,
         args.nodata_border,
         args.pixel_size,
+        task=args.task,
     )
     print(f'{args.out}: {args.size} x {args.size} {args.dtype}, {len(objects)} objects')
     if args.list:

@@ -3,12 +3,12 @@
     python tools/deployment/pytorch2onnx.py CONFIG CHECKPOINT --out DIR [--shape H W]
         [--int8] [--opset 18] [--no-optimize] [--overwrite] [--cfg-options k=v ...]
 
-Writes ``DIR/model.onnx`` (image + token ids -> (B, 2, H/4, W/4) logits [O_bg, O_fg], batch
-dynamic, checked with ``onnx.checker``; torch's dynamo exporter, a few minutes), the tokenizer
-files, ``DIR/deploy.json`` (inputs, size, normalisation, the ONNX Runtime vs PyTorch difference
-measured on a seeded batch) and, with ``--int8``, ``DIR/model_int8.onnx`` (ONNX Runtime's
-dynamic int8 quantisation). Run it with ``tools/infer.py --config CONFIG --checkpoint DIR
---backend onnxruntime``; check it on a dataset split with ``tools/deployment/verify_onnx.py``.
+Writes ``DIR/model.onnx`` (image + token ids -> (B, 2, H/4, W/4) logits [O_bg, O_fg], H x W with a
+refiner; batch dynamic, checked with ``onnx.checker``; torch's dynamo exporter, a few minutes), the
+tokenizer files, ``DIR/deploy.json`` (inputs, size, normalisation, the ONNX Runtime vs PyTorch
+difference measured on a seeded batch) and, with ``--int8``, ``DIR/model_int8.onnx`` (ONNX Runtime's
+dynamic int8 quantisation). Run it with ``tools/infer.py --config CONFIG --checkpoint DIR --backend
+onnxruntime``; check it on a dataset split with ``tools/deployment/verify_onnx.py``.
 
 ``--shape`` defaults to the size the config feeds the network (the test pipeline's resize, or
 ``crop_size`` in slide mode) and must equal it. A config that cannot be exported (not a

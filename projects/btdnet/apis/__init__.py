@@ -13,6 +13,13 @@ from .inference import (
 )
 from .raster import RasterScene, write_mask_geotiff
 from .scene import SceneOptions, check_out_dir, infer_scene, scene_outputs
+from .sentence_swap import (
+    SWAP_SUBSETS,
+    sentence_swap_controls,
+    swap_records,
+    swap_scores,
+    swap_targets,
+)
 from .tiled import (
     SegmentorTilePredictor,
     TileGrid,
@@ -23,6 +30,7 @@ from .tiled import (
 
 __all__ = [
     'BACKENDS',
+    'SWAP_SUBSETS',
     'CheckpointMismatchError',
     'flush_denormals_on_cpu',
     'RasterScene',
@@ -41,6 +49,10 @@ __all__ = [
     'read_image_header',
     'read_pairs_csv',
     'scene_outputs',
+    'sentence_swap_controls',
+    'swap_records',
+    'swap_scores',
+    'swap_targets',
     'to_bgr_uint8',
     'truncated_sentences',
     'write_mask_geotiff',

@@ -7,7 +7,8 @@
 
 writes into the folder:
 
-* ``model.onnx``: image + tokens -> (B, 2, H/4, W/4) logits [O_bg, O_fg], batch dynamic;
+* ``model.onnx``: image + tokens -> (B, 2, H/4, W/4) logits [O_bg, O_fg] ((B, 2, H, W) for a
+  model with a refiner), batch dynamic;
 * ``model_int8.onnx`` with ``int8=True``: ONNX Runtime's dynamic int8 quantisation of it;
 * the tokenizer files (``tokenizer.json``, ``vocab.txt``, ...): tokenisation stays in Python;
 * ``deploy.json``: what the graph expects (input names, size, normalisation, token budget) and

@@ -183,7 +183,7 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
 
     # ------------------------------------------------------------------ network
     def run_graph(self, image: Tensor, tokens: dict[str, Tensor]) -> Tensor:
-        """The session's logits (B, 2, H/4, W/4) for normalised images (B, 3, H, W)."""
+        """The session's logits (B, 2, H/4, W/4) (H x W with a refiner) for images (B, 3, H, W)."""
         if tuple(image.shape[2:]) != self.input_shape:
             raise ValueError(
                 f'ONNX Runtime: the graph was exported for {self.input_shape[0]} x '
@@ -234,7 +234,7 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
         return self.postprocess_result(self.inference(inputs, metas), data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
-        """Tensor mode: the graph's (B, 2, H/4, W/4) logits."""
+        """Tensor mode: the graph's logits, as ``BTDNet._forward``'s."""
         return self.run_graph(inputs, self.tokenize(data_samples))
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:

@@ -92,6 +92,32 @@ def sample_ious(intersections: np.ndarray, unions: np.ndarray) -> np.ndarray:
     return ious
 
 
+def referring_scores(
+    intersections: np.ndarray, unions: np.ndarray, iou_thrs: Sequence[float] = DEFAULT_IOU_THRS
+) -> OrderedDict:
+    """``Pr@X``, ``oIoU`` and ``mIoU`` (percent) of samples given their I and U pixel counts.
+
+    Args:
+        intersections (np.ndarray): (N,) predicted-and-true target pixels per sample.
+        unions (np.ndarray): (N,) predicted-or-true target pixels per sample.
+        iou_thrs (Sequence[float]): The thresholds X of ``Pr@X``.
+
+    Returns:
+        OrderedDict: ``Pr@X`` for each threshold (share of samples with IoU >= X), ``oIoU``
+        (sum I / sum U; 0 when sum U = 0) and ``mIoU`` (mean of :func:`sample_ious`).
+    """
+    inter = np.asarray(intersections, dtype=np.int64)
+    union = np.asarray(unions, dtype=np.int64)
+    ious = sample_ious(inter, union)
+    metrics = OrderedDict()
+    for thr in iou_thrs:
+        metrics[f'Pr@{thr:g}'] = 100.0 * float(np.mean(ious >= thr))
+    total_union = int(union.sum())
+    metrics['oIoU'] = 100.0 * int(inter.sum()) / total_union if total_union else 0.0
+    metrics['mIoU'] = 100.0 * float(np.mean(ious))
+    return metrics
+
+
 def _write_table(path: str, rows: list, fields: Sequence[str]) -> None:
     """Write records as JSON (a list of objects) or CSV, by the extension of ``path``."""
     mkdir_or_exist(osp.dirname(osp.abspath(path)))
@@ -282,13 +308,7 @@ class RRSISMetric(BaseMetric):
         ious = sample_ious(inter, union)
         for record, iou in zip(results, ious):
             record['IoU'] = float(iou)
-
-        metrics = OrderedDict()
-        for thr in self.iou_thrs:
-            metrics[f'Pr@{thr:g}'] = 100.0 * float(np.mean(ious >= thr))
-        total_union = int(union.sum())
-        metrics['oIoU'] = 100.0 * int(inter.sum()) / total_union if total_union else 0.0
-        metrics['mIoU'] = 100.0 * float(np.mean(ious))
+        metrics = referring_scores(inter, union, self.iou_thrs)
 
         categories = OrderedDict()
         for index, record in enumerate(results):

@@ -74,18 +74,24 @@ class BTDNet(EncoderDecoder):
       │     encode_decode(img or crop, batch_img_metas)
       │        backbone(img, **tokens) -> decode_head.predict() -> (B, 2, h, w) logits
       │        (the head's lean forward: the last MCI round queries the stage-2 tokens only)
+      │        [-> refiner(img, logits), when the config has one]
       └─ postprocess_result(): crop padding, resize to ori_shape, argmax
             -> pred_sem_seg (1, H0, W0) 0/1 (1 where O_fg > O_bg), seg_logits (2, H0, W0)
 
     3. ``_forward`` (tensor mode): backbone() -> decode_head.forward(need_visual_star=False)
-       ['seg_logits'], (B, 2, H/4, W/4). It takes the token tensors instead of data samples
-       (``text=``), which is what the ONNX export traces.
+       ['seg_logits'], (B, 2, H/4, W/4) (with a refiner: refined, (B, 2, H, W)). It takes the
+       token tensors instead of data samples (``text=``), which is what the ONNX export traces.
+
+    A refiner (``refiner=dict(type='ImageGuidedRefiner')``, not in the paper) corrects the head's
+    H/4 logits at the input's resolution from the image's pixels; the head's loss is then taken
+    on the refined logits (``decode.*``) and, weighted, on its own (``coarse.*``).
 
     Args:
         backbone (dict): ``BidirectionalFeatureExtractor`` config (Swin + BERT + BSC). It must
             have a ``text_encoder`` attribute when a rephrase head is used (for L_0).
         decode_head (dict): ``TwinStreamHead`` config.
         rephrase_head (dict, optional): ``RephraseHead`` config; None for "without L_re".
+        refiner (dict, optional): ``ImageGuidedRefiner`` config; None (the paper) for none.
         train_cfg (dict, optional): Training config.
         test_cfg (dict, optional): ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
@@ -98,6 +104,7 @@ class BTDNet(EncoderDecoder):
         backbone: ConfigType,
         decode_head: ConfigType,
         rephrase_head: OptConfigType = None,
+        refiner: OptConfigType = None,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -114,6 +121,7 @@ class BTDNet(EncoderDecoder):
             init_cfg=init_cfg,
         )
         self.rephrase_head = MODELS.build(rephrase_head) if rephrase_head is not None else None
+        self.refiner = MODELS.build(refiner) if refiner is not None else None
         if not hasattr(self.backbone, 'text_encoder'):
             raise AttributeError(
                 f'BTDNet: the backbone must have a text_encoder (its tokenizer reads the '
@@ -126,6 +134,17 @@ class BTDNet(EncoderDecoder):
     def with_rephrase_head(self) -> bool:
         """Whether the model has the D-MOLS rephrase head."""
         return self.rephrase_head is not None
+
+    @property
+    def with_refiner(self) -> bool:
+        """Whether the head's logits are refined at full resolution (not in the paper)."""
+        return self.refiner is not None
+
+    def refine(self, inputs: Tensor, logits: Tensor) -> Tensor:
+        """The refiner's logits at the size of ``inputs``; ``logits`` as they are without one."""
+        if self.refiner is None:
+            return logits
+        return self.refiner(inputs, logits, align_corners=self.align_corners)
 
     # ------------------------------------------------------------------ text
     def _uses_masked_text(self, for_loss: bool) -> bool:
@@ -229,16 +248,32 @@ class BTDNet(EncoderDecoder):
         if text is None:
             text = self._batch_text(inputs, batch_img_metas, for_loss=False)
         feats = self.backbone(inputs, **text)
-        return self.decode_head.predict(feats, batch_img_metas, self.test_cfg)
+        return self.refine(inputs, self.decode_head.predict(feats, batch_img_metas, self.test_cfg))
 
     # ------------------------------------------------------------------ training
     def _decode_head_forward_train(
-        self, feats: dict, data_samples: SampleList
+        self, feats: dict, data_samples: SampleList, inputs: Tensor | None = None
     ) -> tuple[dict, dict]:
-        """TwinStream forward and Eq. 10-11; also returns the forward's outputs (V*, L*)."""
+        """TwinStream forward and Eq. 10-11; also returns the forward's outputs (V*, L*).
+
+        With a refiner, Eq. 11 is applied to the refined logits (``decode.*``), and, weighted by
+        the refiner's ``coarse_loss_weight``, to the head's own (``coarse.*``); ``inputs`` are the
+        images the refiner reads.
+        """
         outputs = self.decode_head(feats)
-        losses = self.decode_head.loss_by_feat(outputs, data_samples)
-        return add_prefix(losses, 'decode'), outputs
+        if not self.with_refiner:
+            losses = self.decode_head.loss_by_feat(outputs, data_samples)
+            return add_prefix(losses, 'decode'), outputs
+        if inputs is None:
+            raise ValueError('BTDNet: the refiner needs the images (inputs) in training.')
+        refined = self.refine(inputs, outputs['seg_logits'])
+        losses = add_prefix(self.decode_head.loss_by_feat(refined, data_samples), 'decode')
+        weight = self.refiner.coarse_loss_weight
+        if weight > 0:
+            coarse = self.decode_head.loss_by_feat(outputs, data_samples)
+            coarse = {k: v * weight if 'loss' in k else v for k, v in coarse.items()}
+            losses.update(add_prefix(coarse, 'coarse'))
+        return losses, outputs
 
     def _rephrase_head_forward_train(
         self, feats: dict, decode_outputs: dict, data_samples: SampleList
@@ -274,7 +309,7 @@ class BTDNet(EncoderDecoder):
             dict[str, Tensor]: Loss components (and ``decode.acc_seg``).
         """
         feats = self.extract_feat(inputs, text=self._batch_text(inputs, data_samples, True))
-        losses, decode_outputs = self._decode_head_forward_train(feats, data_samples)
+        losses, decode_outputs = self._decode_head_forward_train(feats, data_samples, inputs)
         if self.with_rephrase_head:
             losses.update(self._rephrase_head_forward_train(feats, decode_outputs, data_samples))
         return losses
@@ -300,7 +335,7 @@ class BTDNet(EncoderDecoder):
         data_samples: OptSampleList = None,
         text: dict[str, Tensor] | None = None,
     ) -> Tensor:
-        """Tensor mode: the (B, 2, H/4, W/4) logits [O_bg, O_fg] without post-processing.
+        """Tensor mode: the logits [O_bg, O_fg] without post-processing.
 
         Args:
             inputs (Tensor): (B, 3, H, W) normalised images.
@@ -311,9 +346,10 @@ class BTDNet(EncoderDecoder):
                 ``masked_attention_mask``), each (B, N). This is the form an ONNX export traces.
 
         Returns:
-            Tensor: (B, 2, H/4, W/4).
+            Tensor: (B, 2, H/4, W/4), or (B, 2, H, W) with a refiner.
         """
         if text is None:
             text = self._batch_text(inputs, data_samples, for_loss=False)
         feats = self.backbone(inputs, **text)
-        return self.decode_head.forward(feats, need_visual_star=False)['seg_logits']
+        logits = self.decode_head.forward(feats, need_visual_star=False)['seg_logits']
+        return self.refine(inputs, logits)

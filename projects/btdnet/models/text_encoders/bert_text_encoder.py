@@ -183,6 +183,11 @@ class BertTextEncoder(BaseModule):
         freeze_word_embeddings (bool): Keep the word-embedding table (30,522 x D, a third of a
             small BERT's weights) fixed: cheaper steps, and a small dataset cannot drift the
             pretrained vocabulary. Default False (the paper trains all of BERT).
+        frozen_layers (int): Keep the embeddings and the first ``frozen_layers`` encoder layers
+            fixed: no weight gradients, and always in eval mode (no dropout). Gradients still
+            flow through them to whatever lies before (the BSCs of earlier stages), so this
+            saves the weight gradients and the dropout, not the backward pass. 0 (default)
+            trains all of BERT, as the paper does; the number of layers freezes all of it.
     """
 
     def __init__(
@@ -195,6 +200,7 @@ class BertTextEncoder(BaseModule):
         init_cfg=None,
         tokenizer: str | None = None,
         freeze_word_embeddings: bool = False,
+        frozen_layers: int = 0,
     ):
         super().__init__(init_cfg=init_cfg)
         from transformers import BertConfig, BertModel
@@ -245,13 +251,34 @@ class BertTextEncoder(BaseModule):
             )
         if max_length < 2:
             raise ValueError(f'BertTextEncoder: max_length must be >= 2, got {max_length}.')
+        if not 0 <= frozen_layers <= num_layers:
+            raise ValueError(
+                f'BertTextEncoder: frozen_layers must be in [0, {num_layers}] (the BERT has '
+                f'{num_layers} layers); got {frozen_layers}.'
+            )
         self.stage_layers = stage_layers
         self.max_length = int(max_length)
         self.key_phrase_masking = key_phrase_masking
         self.bert.embeddings.word_embeddings.weight.requires_grad_(not freeze_word_embeddings)
+        self.frozen_layers = int(frozen_layers)
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
         self.hidden_size = int(config.hidden_size)
         self.num_stages = len(stage_layers)
         self._logged = set()
+
+    def _frozen_modules(self) -> list[torch.nn.Module]:
+        """The embeddings and encoder layers that ``frozen_layers`` keeps fixed."""
+        if not self.frozen_layers:
+            return []
+        return [self.bert.embeddings, *self.bert.encoder.layer[: self.frozen_layers]]
+
+    def train(self, mode: bool = True):
+        """Set the training mode; frozen layers stay in eval mode (no dropout)."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
 
     def init_weights(self):
         """Keep BERT's weights: HuggingFace's own ``init_weights`` would re-initialise them."""
