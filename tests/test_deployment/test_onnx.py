@@ -101,6 +101,24 @@ def test_export_writes_a_checked_graph_tokenizer_and_manifest(exported):
     assert manifest['parity_on_export']['fp32_max_abs_diff'] < 1e-4
 
 
+def test_int8_leaves_the_text_encoder_in_float(exported):
+    import onnx
+
+    from btdnet.deployment.onnx_export import text_encoder_nodes
+
+    out, manifest = exported
+    fp32 = onnx.load(str(out / 'model.onnx'))
+    int8 = onnx.load(str(out / 'model_int8.onnx'))
+    text = text_encoder_nodes(fp32)
+    assert len(text) >= 4  # the tiny BERT's layers: Q, K, V, output, FFN ...
+    kept = {n.name for n in int8.graph.node if n.op_type in ('MatMul', 'Gemm')}
+    assert set(text) <= kept  # not quantised
+    quantised = [n for n in int8.graph.node if n.op_type == 'MatMulInteger']
+    others = [n for n in fp32.graph.node if n.op_type in ('MatMul', 'Gemm')]
+    assert quantised and len(quantised) <= len(others) - len(text)
+    assert manifest['output_stride'] == 4  # no refiner in the tiny config
+
+
 @pytest.mark.parametrize('batch', [1, 2])
 def test_onnxruntime_logits_equal_pytorch(exported, pytorch_model, batch):
     ort_model = ONNXRuntimeSegmentor(str(exported[0]), Config.fromfile(TINY))
@@ -277,6 +295,7 @@ def test_a_model_with_a_refiner_exports_with_full_resolution_logits(tmp_path, py
         expected = model._forward(image, text=tokens)
         coarse = pytorch_model._forward(image, text=tokens)
     got = ort_model.run_graph(image, tokens)
+    assert read_manifest(str(tmp_path / 'out'))['output_stride'] == 1
     assert got.shape == expected.shape == (2, 2, 64, 64)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
     upsampled = F.interpolate(coarse, size=(64, 64), mode='bilinear', align_corners=False)

@@ -46,11 +46,15 @@ import os
 import os.path as osp
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from torch import nn
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     'GRAPH_INPUTS',
@@ -275,6 +279,23 @@ def _max_difference(path: str, inputs: dict, expected: torch.Tensor) -> float:
     return worst
 
 
+def text_encoder_nodes(graph: onnx.ModelProto) -> list[str]:
+    """Names of the graph's MatMul / Gemm nodes inside the text encoder (BERT).
+
+    int8 leaves them in float: the sentence's few tokens cost little there, and quantising them
+    moved the demo model's masks most (mean mask IoU against PyTorch on its test split 0.969 with
+    them quantised, 0.996 without; oIoU 84.98 and 86.30 against PyTorch's 86.29). The exporter
+    records each node's module path in its ``namespace`` metadata.
+    """
+    names = []
+    for node in graph.graph.node:
+        if node.op_type in ('MatMul', 'Gemm'):
+            meta = {p.key: p.value for p in node.metadata_props}
+            if 'model.backbone.text_encoder' in meta.get('namespace', ''):
+                names.append(node.name)
+    return names
+
+
 def export_onnx(
     config: str | Path | Config,
     checkpoint: str,
@@ -303,7 +324,8 @@ def export_onnx(
         optimize (bool): Let the exporter optimise the graph (constant folding, fusions);
             ONNX Runtime optimises it again when it loads it. Default True.
         int8 (bool): Also write ``model_int8.onnx``, ONNX Runtime's dynamic int8 quantisation
-            (weights int8, activations quantised on the fly).
+            (weights int8, activations quantised on the fly) of every MatMul / Gemm except the
+            text encoder's (:func:`text_encoder_nodes`).
         overwrite (bool): Replace an existing ``model.onnx`` in ``out_dir``.
         cfg_options (dict, optional): Overrides merged into the config.
 
@@ -371,6 +393,7 @@ def export_onnx(
             int8_path,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=['MatMul', 'Gemm'],
+            nodes_to_exclude=text_encoder_nodes(onnx.load(graph_path)),
         )
         files['int8'] = 'model_int8.onnx'
         parity['int8_max_abs_diff'] = _max_difference(int8_path, example, expected)
@@ -382,7 +405,7 @@ def export_onnx(
         inputs=names,
         output='seg_logits',
         input_shape=list(shape),
-        output_stride=4,
+        output_stride=1 if getattr(model, 'with_refiner', False) else 4,
         max_length=int(text_encoder.max_length),
         key_phrase_masking=bool(text_encoder.key_phrase_masking),
         uses_prior=len(names) == len(GRAPH_INPUTS),
