@@ -20,6 +20,7 @@ EXPECTED = {
         'BidirectionalFeatureExtractor',
         'BidirectionalSpatialCorrelation',
         'FgBgCrossEntropyLoss',
+        'ImageGuidedRefiner',
         'MultiScaleContextIntegration',
         'ONNXRuntimeSegmentor',
         'RephraseHead',
