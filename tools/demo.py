@@ -88,6 +88,7 @@ def main():
     timings = {}
     start = time.time()
 
+    # The generator's settings, as its synthetic_meta.json records them and as its flags take them.
     wanted = dict(
         num_images=args.num_images,
         eval_images=args.eval_images,
@@ -111,18 +112,7 @@ def main():
                 str(data_root),
                 '--format',
                 'rrsisd',
-                '--num-images',
-                str(args.num_images),
-                '--eval-images',
-                str(args.eval_images),
-                '--size',
-                str(args.image_size),
-                '--object-scale',
-                str(args.object_scale),
-                '--task',
-                'distractors',
-                '--seed',
-                '0',
+                *(arg for k, v in wanted.items() for arg in ('--' + k.replace('_', '-'), str(v))),
             ],
         )
 

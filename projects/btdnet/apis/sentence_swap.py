@@ -53,6 +53,14 @@ def _as_mask(mask, what: str) -> np.ndarray:
     return mask != 0
 
 
+def _by_image(targets: Sequence[dict]) -> OrderedDict:
+    """Image key -> indices of its targets, in order of first appearance."""
+    groups = OrderedDict()
+    for k, target in enumerate(targets):
+        groups.setdefault(target['image'], []).append(k)
+    return groups
+
+
 def swap_records(targets: Sequence[dict], predictions: Sequence) -> list[dict]:
     """I and U of every target with its own sentence and with every other target's sentence.
 
@@ -75,9 +83,7 @@ def swap_records(targets: Sequence[dict], predictions: Sequence) -> list[dict]:
             f'swap_records: expected one prediction per target, found {len(predictions)} for '
             f'{len(targets)} targets'
         )
-    by_image = OrderedDict()
-    for k, target in enumerate(targets):
-        by_image.setdefault(target['image'], []).append(k)
+    by_image = _by_image(targets)
     attributes = sorted({name for names in SWAP_SUBSETS.values() for name in names})
     records = []
     for image, members in by_image.items():
@@ -199,9 +205,7 @@ def sentence_swap_controls(
     """
     if not targets:
         raise ValueError('sentence_swap_controls: expected targets, found none')
-    by_image = OrderedDict()
-    for k, target in enumerate(targets):
-        by_image.setdefault(target['image'], []).append(k)
+    by_image = _by_image(targets)
     predictions = [None] * len(targets)
     step = max(1, len(by_image) // 4)
     for done, (image, members) in enumerate(by_image.items(), 1):
