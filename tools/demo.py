@@ -56,7 +56,12 @@ def parse_args():
         help='generated object size (x the benchmark-like default)',
     )
     parser.add_argument('--max-iters', type=int, help='override the config training length')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.max_iters is not None and args.max_iters < 2:
+        parser.error(
+            f'--max-iters: expected at least 2 (a warm-up and a decay), found {args.max_iters}'
+        )
+    return args
 
 
 def step(title: str, cmd: list[str]) -> float:
@@ -118,8 +123,12 @@ def main():
 
     train_opts = list(data_opts)
     if args.max_iters:
+        # The config warms up for 30 iterations, then decays; a shorter run warms up for half.
+        warm_up = min(30, args.max_iters // 2)
         train_opts += [
             f'train_cfg.max_iters={args.max_iters}',
+            f'param_scheduler.0.end={warm_up}',
+            f'param_scheduler.1.begin={warm_up}',
             f'param_scheduler.1.end={args.max_iters}',
         ]
     timings['train_s'] = step(

@@ -28,6 +28,19 @@ def test_tool_help(tool):
         assert '--resume' in result.stdout and '--amp' in result.stdout
 
 
+def test_demo_refuses_a_run_too_short_to_warm_up_and_decay(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'demo.py'), '--max-iters', '1'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert '--max-iters: expected at least 2' in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was generated
+
+
 @pytest.mark.parametrize('script', ['dist_train.sh', 'dist_test.sh', 'slurm_train.sh'])
 def test_launch_scripts_print_usage_without_arguments(script):
     result = subprocess.run(
