@@ -95,6 +95,7 @@ def main():
     try:
         runner.test()
     finally:
+        del runner  # DDP holds the process group: let it go before the group is destroyed
         close_distributed()
 
 

@@ -67,6 +67,7 @@ def main():
     try:
         runner.train()
     finally:
+        del runner  # DDP holds the process group: let it go before the group is destroyed
         close_distributed()
 
 

@@ -1,5 +1,6 @@
 """The command-line tools start, and their shared config handling does what they promise."""
 
+import glob
 import subprocess
 import sys
 from pathlib import Path
@@ -102,20 +103,36 @@ def test_enable_amp_dtype_follows_the_gpu(monkeypatch, cuda, bf16):
     _check_amp_dtype(_amp_wrapper(), cuda and bf16)
 
 
-def test_close_distributed_ends_the_process_group(tmp_path):
-    """train.py / test.py end a launch's process group before exiting (a gloo group left to the
-    interpreter's exit can abort a rank); without a group it does nothing."""
+def _gloo_threads() -> int:
+    """Threads of this process that gloo started (Linux names them in /proc)."""
+    names = (Path(task, 'comm').read_text() for task in glob.glob('/proc/self/task/*'))
+    return sum('gloo' in name for name in names)
+
+
+@pytest.mark.skipif(not Path('/proc/self/task').is_dir(), reason='needs /proc')
+def test_close_distributed_stops_the_group_threads_ddp_held(tmp_path):
+    """train.py / test.py end a launch's process group before exiting; without a group this does
+    nothing. DDP's reducer co-owns the group, and a runner sits in reference cycles: the group's
+    threads must be gone once the last name for the runner is dropped and the group closed (left
+    to the interpreter's exit, they can abort a rank after its work was done)."""
     import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
 
     close_distributed()  # no group: nothing to do, no error
     assert not dist.is_initialized()
+    before = _gloo_threads()
     dist.init_process_group(
         'gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1
     )
     try:
-        assert dist.is_initialized()
+        runner = {'model': DistributedDataParallel(torch.nn.Linear(3, 2))}
+        runner['self'] = runner  # a cycle, as a runner and its hooks make
+        runner['model'](torch.ones(4, 3)).sum().backward()
+        assert _gloo_threads() > before
+        del runner
         close_distributed()
         assert not dist.is_initialized()
+        assert _gloo_threads() == before
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -1,5 +1,6 @@
 """Command-line settings that `tools/train.py` and `tools/test.py` apply to a config."""
 
+import gc
 import logging
 import os.path as osp
 
@@ -85,11 +86,14 @@ def init_cpu_distributed(cfg: Config) -> None:
 def close_distributed() -> None:
     """End a launch's process group once the runner is done (nothing without one).
 
-    Every rank waits for the others, then the group is destroyed before the interpreter exits:
-    left to exit, a gloo group's threads can still be running while the process tears down, and
-    a rank then dies with ``terminate called without an active exception`` (SIGABRT) after its
-    work was done.
+    Call it after the last reference to the runner is dropped. Every rank waits for the others,
+    then the group is destroyed before the interpreter exits: a gloo group's worker threads stop
+    only when its last owner goes, and DDP's reducer owns it too. Left to the interpreter's
+    teardown, those threads can outlive Python and abort the rank (``terminate called without an
+    active exception``, SIGABRT) after its work was done. The runner sits in reference cycles
+    (hooks point back at it), hence the collection first.
     """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
