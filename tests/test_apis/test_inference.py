@@ -218,7 +218,7 @@ def test_ddp_prefixed_state_dict_and_slide_mode(checkpoint, scene, tmp_path):
 
 
 def test_image_header_gives_size_bands_and_georeferencing_without_decoding(scene, tmp_path):
-    import rasterio
+    from geotiff import write_tif
     from rasterio.transform import from_origin
 
     _, img = scene
@@ -231,18 +231,7 @@ def test_image_header_gives_size_bands_and_georeferencing_without_decoding(scene
     assert read_image_header(tmp_path / 'deep.png')['dtype'] == 'uint16'
     assert read_image_header(tmp_path / 'rgba.tif')['bands'] == 4
     transform = from_origin(500000.0, 4100000.0, 0.5, 0.5)
-    with rasterio.open(
-        tmp_path / 'geo.tif',
-        'w',
-        driver='GTiff',
-        height=40,
-        width=56,
-        count=1,
-        dtype='float32',
-        crs='EPSG:32633',
-        transform=transform,
-    ) as dst:
-        dst.write(np.zeros((1, 40, 56), np.float32))
+    write_tif(tmp_path / 'geo.tif', np.zeros((1, 40, 56), np.float32), transform=transform)
     geo = read_image_header(tmp_path / 'geo.tif')
     assert geo['crs'].to_epsg() == 32633 and geo['transform'] == transform
     assert geo['dtype'] == 'float32'

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import shapely
 import torch
+from geotiff import UTM, write_tif
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
@@ -29,7 +30,6 @@ from btdnet.apis.tiled import blend_ramp, tile_starts
 from btdnet.evaluation import existence_score
 
 SENTENCE = 'the white storage tanks'
-UTM = 'EPSG:32633'
 
 
 def box_mean(gray: np.ndarray, radius: int) -> np.ndarray:
@@ -75,29 +75,6 @@ def blobs(height, width, seed=0, count=6) -> np.ndarray:
         cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(3, 9)
         image[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = rng.integers(200, 256)
     return image
-
-
-def write_tif(path, bands: np.ndarray, crs=UTM, transform=None, nodata=None, **extra):
-    """A tiled GeoTIFF of ``bands`` (C, H, W)."""
-    count, height, width = bands.shape
-    profile = dict(
-        driver='GTiff',
-        height=height,
-        width=width,
-        count=count,
-        dtype=bands.dtype.name,
-        crs=crs,
-        transform=transform or from_origin(500000.0, 4100000.0, 0.5, 0.5),
-        nodata=nodata,
-        tiled=True,
-        blockxsize=64,
-        blockysize=64,
-        compress='deflate',
-    )
-    profile.update(extra)
-    with rasterio.open(path, 'w', **profile) as dst:
-        dst.write(bands)
-    return str(path)
 
 
 def rgb_bands(image_bgr: np.ndarray) -> np.ndarray:

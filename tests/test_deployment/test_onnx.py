@@ -230,21 +230,10 @@ def test_scene_tool_runs_onnxruntime(exported, pytorch_model, tmp_path):
     """tools/infer_scene.py --backend onnxruntime: the scene's blended target probability equals
     the PyTorch checkpoint's, and the run records the backend."""
     import rasterio
-    from rasterio.transform import from_origin
+    from geotiff import write_tif
 
     rng = np.random.default_rng(3)
-    path = tmp_path / 'scene.tif'
-    profile = dict(
-        driver='GTiff',
-        height=150,
-        width=170,
-        count=3,
-        dtype='uint8',
-        crs='EPSG:32631',
-        transform=from_origin(400000.0, 5000000.0, 1.0, 1.0),
-    )
-    with rasterio.open(path, 'w', **profile) as dst:
-        dst.write(rng.integers(0, 256, (3, 150, 170), dtype=np.uint8))
+    path = write_tif(tmp_path / 'scene.tif', rng.integers(0, 256, (3, 150, 170), dtype=np.uint8))
     tool = load_tool('infer_scene.py')
     args = [
         str(path),

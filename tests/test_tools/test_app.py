@@ -15,7 +15,7 @@ import pytest
 import rasterio
 import torch
 from conftest import load_tool
-from rasterio.transform import from_origin
+from geotiff import write_tif
 
 from btdnet.apis import inference_model, init_model, predict_tiled, read_image
 
@@ -66,19 +66,7 @@ def images(tmp_path_factory):
     cv2.imwrite(str(root / 'large.png'), large)
     cv2.imwrite(str(root / 'huge.png'), np.zeros((250, 250, 3), np.uint8))  # 62,500 px
     geo = rng.integers(0, 65536, (4, 40, 56), dtype=np.uint16)
-    transform = from_origin(500000.0, 4100000.0, 0.5, 0.5)
-    with rasterio.open(
-        root / 'scene.tif',
-        'w',
-        driver='GTiff',
-        height=40,
-        width=56,
-        count=4,
-        dtype='uint16',
-        crs='EPSG:32633',
-        transform=transform,
-    ) as dst:
-        dst.write(geo)
+    write_tif(root / 'scene.tif', geo)
     (root / 'notes.png').write_bytes(b'these are my notes, not a picture\n')
     return root
 

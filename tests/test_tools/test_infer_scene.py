@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import load_tool
+from geotiff import write_tif
 from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,19 +27,8 @@ def scene(path, height, width, seed=0, nodata_rows=0):
     rng = np.random.default_rng(seed)
     data = rng.integers(500, 3000, (3, height, width)).astype(np.uint16)
     data[:, :nodata_rows] = 0
-    profile = dict(
-        driver='GTiff',
-        height=height,
-        width=width,
-        count=3,
-        dtype='uint16',
-        crs='EPSG:32631',
-        transform=from_origin(400000.0, 5000000.0, 1.0, 1.0),
-        nodata=0,
-    )
-    with rasterio.open(path, 'w', **profile) as dst:
-        dst.write(data)
-    return str(path)
+    transform = from_origin(400000.0, 5000000.0, 1.0, 1.0)
+    return write_tif(path, data, crs='EPSG:32631', transform=transform, nodata=0)
 
 
 def env():
