@@ -13,6 +13,7 @@ re-renders any scene with its masks).
 
 import importlib.util
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,13 @@ def load_tool(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on right now (for torchrun's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True, scope='module')

@@ -19,7 +19,6 @@ from btdnet.apis import (
     RasterScene,
     SceneOptions,
     TileGrid,
-    TilePredictor,
     infer_scene,
     predict_tiled,
     scene_outputs,
@@ -99,13 +98,16 @@ def test_tile_starts_cover_the_scene_and_shift_the_last_tile_back():
 
 @pytest.mark.parametrize('overlap', [0.0, 0.1, 0.25, 0.5])
 @pytest.mark.parametrize('shape', [(32, 32), (33, 90), (130, 71), (20, 45)])
-def test_blend_weights_are_positive_everywhere_and_one_on_the_scene_border(overlap, shape):
+def test_blend_weights_are_positive_everywhere(overlap, shape):
     grid = TileGrid(*shape, (32, 32), overlap)
     total = np.zeros(shape)
     for k, y in enumerate(grid.rows):
         for j, x in enumerate(grid.cols):
             total[y : y + grid.tile_h, x : x + grid.tile_w] += grid.weight(k, j)
     assert total.min() > 0
+
+
+def test_blend_ramp_is_a_raised_cosine_and_one_on_the_scene_border():
     ramp = blend_ramp(32, 8, True, True)  # 8-px overlap: 2 dead pixels, then a raised cosine
     assert ramp[:2].tolist() == [0, 0] and ramp[8:24].tolist() == [1] * 16
     assert np.all(np.diff(ramp[1:8]) > 0) and np.allclose(ramp, ramp[::-1])
@@ -619,10 +621,6 @@ def test_write_mask_geotiff_on_its_own(tmp_path):
         assert f.crs.to_epsg() == 32633 and f.transform == transform
 
 
-def test_stand_in_predictors_follow_the_protocol():
-    assert isinstance(BoxPredictor(), TilePredictor)
-
-
 def test_torch_tile_predictor_matches_inference_model(tiny_model):
     from btdnet.apis import build_tile_predictor, inference_model
 
@@ -647,18 +645,9 @@ def test_predict_tiled_with_the_tiny_model(tiny_model):
 
 
 @pytest.fixture(scope='module')
-def tiny_model(tmp_path_factory):
-    from pathlib import Path
-
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
+def tiny_model(tiny_checkpoint):
+    from conftest import TINY_CONFIG
 
     from btdnet.apis import init_model
 
-    config = str(Path(__file__).resolve().parents[2] / 'configs/btdnet/btdnet_tiny_synthetic.py')
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('scene_ckpt') / 'tiny.pth'
-    torch.save(dict(state_dict=MODELS.build(Config.fromfile(config).model).state_dict()), path)
-    return init_model(config, str(path))
+    return init_model(str(TINY_CONFIG), tiny_checkpoint)

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import load_tool
+from conftest import free_port, load_tool
 from geotiff import write_tif
 from rasterio.transform import from_origin
 
@@ -127,12 +126,6 @@ def test_csv_rows_with_a_bad_one(tmp_path, tiny_checkpoint):
         assert (out / f'{row["stem"]}_mask.tif').is_file()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_share_the_rows(tmp_path, tiny_checkpoint):
     scene(tmp_path / 'a.tif', 64, 80, seed=3)
     scene(tmp_path / 'b.tif', 80, 64, seed=4)
@@ -153,7 +146,7 @@ def test_torchrun_two_processes_share_the_rows(tmp_path, tiny_checkpoint):
         ],
         capture_output=True,
         text=True,
-        env=dict(env(), PORT=str(_free_port())),
+        env=dict(env(), PORT=str(free_port())),
         cwd=ROOT,
         timeout=600,
     )

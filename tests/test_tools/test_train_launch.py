@@ -8,13 +8,13 @@ backward passes are not deterministic).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
@@ -67,12 +67,6 @@ def _final_val_metrics(work_dir: Path) -> dict:
     return val[-1]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _val_scores_by_hand(checkpoint: Path, data_root: Path) -> dict:
     """oIoU and mIoU (percent) of ``checkpoint`` on the val split, in this process, one thread.
 
@@ -116,7 +110,7 @@ def test_dist_train_two_cpu_processes(synthetic_rrsis_root, tmp_path):
         str(work_dir),
         *_options(synthetic_rrsis_root, 4, 4, 4),
     ]
-    env = dict(_env(), PORT=str(_free_port()))
+    env = dict(_env(), PORT=str(free_port()))
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout + result.stderr
