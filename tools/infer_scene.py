@@ -49,6 +49,7 @@ from btdnet.apis import (
     read_pairs_csv,
 )
 from btdnet.apis.tiled import check_text
+from btdnet.engine import close_distributed
 from btdnet.evaluation import safe_file_stem
 
 RESULT_FIELDS = (
@@ -203,7 +204,7 @@ def model_info(args) -> dict:
     return info
 
 
-def run_job(predictor, job: dict, args, show_progress: bool) -> dict:
+def run_job(predictor, job: dict, args, info: dict, show_progress: bool) -> dict:
     bar = None
 
     def progress(done, total):
@@ -222,7 +223,7 @@ def run_job(predictor, job: dict, args, show_progress: bool) -> dict:
             stem=job['stem'],
             resume=args.resume,
             overwrite=args.overwrite,
-            model_info=model_info(args),
+            model_info=info,
             progress=progress if show_progress else None,
         )
     finally:
@@ -233,6 +234,14 @@ def run_job(predictor, job: dict, args, show_progress: bool) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     rank, world, device = init_distributed(args)
+    try:
+        return run_jobs(args, rank, world, device)
+    finally:
+        close_distributed()
+
+
+def run_jobs(args, rank: int, world: int, device: str) -> int:
+    """This rank's share of the jobs; the exit status (rank 0 reports the failures)."""
     try:
         jobs = make_jobs(args)
     except (OSError, ValueError) as err:
@@ -252,7 +261,7 @@ def main(argv=None) -> int:
             print(f'error: {job["image"]}: {type(err).__name__}: {err}', file=sys.stderr)
         records.append(record)
 
-    predictor = None
+    predictor, info = None, model_info(args)
     if ready:
         try:
             model = init_model(
@@ -266,7 +275,7 @@ def main(argv=None) -> int:
     for job, record in ready if predictor is not None else []:
         try:
             with logging_redirect_tqdm([MMLogger.get_current_instance()]):
-                summary = run_job(predictor, job, args, not args.no_progress and rank == 0)
+                summary = run_job(predictor, job, args, info, not args.no_progress and rank == 0)
             record.update(
                 status='done',
                 polygons=summary['polygons'],
@@ -289,7 +298,6 @@ def main(argv=None) -> int:
         gathered = [None] * world
         dist.all_gather_object(gathered, records)
         records = sorted((r for part in gathered for r in part), key=lambda r: r['row'])
-        dist.destroy_process_group()
     failed = sum(r.get('status') != 'done' for r in records)
     if args.csv and rank == 0:
         path = osp.join(args.out_dir, 'results.csv')
