@@ -155,7 +155,6 @@ class Prediction:
 
     Attributes:
         image (np.ndarray): The image as the model read it, RGB uint8 (H, W, 3).
-        name (str): The uploaded file's name.
         sentences (list[str]): The sentences, in order.
         masks (list[np.ndarray]): Per sentence, the predicted (H, W) bool mask.
         scores (list[dict]): Per sentence, ``fg_fraction`` and ``fg_margin`` (the existence
@@ -164,10 +163,12 @@ class Prediction:
         header (dict): :func:`btdnet.apis.read_image_header` of the upload.
         out_dir (str): Folder of this run's downloads.
         notes (list[str]): Lines for the status box (path taken, timing, truncation).
+        mask_files (tuple): Which sentences the mask downloads show (found or not) and their
+            files, as last written: a slider that moves no sentence across the threshold
+            rewrites only the overlay.
     """
 
     image: np.ndarray
-    name: str
     sentences: list[str]
     masks: list[np.ndarray]
     scores: list[dict]
@@ -175,6 +176,7 @@ class Prediction:
     header: dict
     out_dir: str
     notes: list[str] = field(default_factory=list)
+    mask_files: tuple = ((), [])
 
 
 def _delete_prediction(prediction: 'Prediction | None') -> None:
@@ -240,10 +242,10 @@ class SegmentationApp:
         """
         if not path:
             return None
-        name, header = self._check_image(path)
-        return _shrink(self._read(path, name, header)[..., ::-1], max_side)
+        _, header = self._check_image(path)
+        return _shrink(self._read(path, header)[..., ::-1], max_side)
 
-    def _read(self, path: str, name: str, header: dict) -> np.ndarray:
+    def _read(self, path: str, header: dict) -> np.ndarray:
         try:
             return read_image(self.model, path)
         except (OSError, ValueError) as err:
@@ -266,7 +268,7 @@ class SegmentationApp:
         sentences = self._check_sentences(text)
         name, header = self._check_image(path)
         start = time.perf_counter()
-        image = self._read(path, name, header)
+        image = self._read(path, header)
         height, width = image.shape[:2]
         if mode == 'auto':
             fits = height <= self.input_size[0] and width <= self.input_size[1]
@@ -293,7 +295,6 @@ class SegmentationApp:
             )
         return Prediction(
             image=np.ascontiguousarray(image[..., ::-1]),
-            name=name,
             sentences=sentences,
             masks=masks,
             scores=scores,
@@ -337,10 +338,14 @@ class SegmentationApp:
         ]
         args = (prediction.image, shown, prediction.sentences, notes)
         overlay = draw_sentence_masks(*args, alpha=opacity)  # with its legend, for download
-        files = self._write_downloads(prediction, shown, overlay)
-        page_view = draw_sentence_masks(
-            *args, alpha=opacity, min_width=SHOWN_MIN_WIDTH, legend=False
-        )
+        files = self._write_downloads(prediction, found, shown, overlay)
+        height, width = prediction.image.shape[:2]
+        if width >= SHOWN_MIN_WIDTH:  # not enlarged: the download below its legend banner
+            page_view = overlay[-height:]
+        else:
+            page_view = draw_sentence_masks(
+                *args, alpha=opacity, min_width=SHOWN_MIN_WIDTH, legend=False
+            )
         return _shrink(page_view, SHOWN_MAX_SIDE), self.legend(prediction, found), files
 
     def legend(self, prediction: Prediction, found: list[bool]) -> str:
@@ -362,7 +367,15 @@ class SegmentationApp:
             )
         return '<div class="legend">' + ''.join(rows) + '</div>'
 
-    def _write_downloads(self, prediction: Prediction, shown, overlay) -> list[str]:
+    def _write_downloads(self, prediction: Prediction, found, shown, overlay) -> list[str]:
+        out = prediction.out_dir
+        overlay_path = osp.join(out, 'overlay.png')
+        cv2.imwrite(overlay_path, overlay[..., ::-1])
+        if prediction.mask_files[0] != tuple(found):
+            prediction.mask_files = (tuple(found), self._write_masks(prediction, shown))
+        return [*prediction.mask_files[1], overlay_path]
+
+    def _write_masks(self, prediction: Prediction, shown) -> list[str]:
         out = prediction.out_dir
         files = []
         for k, (sentence, mask) in enumerate(zip(prediction.sentences, shown)):
@@ -381,9 +394,6 @@ class SegmentationApp:
                         transform=header['transform'],
                     )
                 )
-        overlay_path = osp.join(out, 'overlay.png')
-        cv2.imwrite(overlay_path, overlay[..., ::-1])
-        files.append(overlay_path)
         return files
 
 
@@ -412,6 +422,17 @@ def _load_generator():
     return module
 
 
+def demo_meta(root: str) -> dict:
+    """The generation settings of the synthetic dataset at ``root`` (its
+    ``synthetic_meta.json``), or the `make demo` dataset's when ``root`` holds none."""
+    meta = dict(DEMO_DATA)
+    meta_file = osp.join(root, 'synthetic_meta.json')
+    if osp.isfile(meta_file):
+        with open(meta_file, encoding='utf-8') as f:
+            meta.update(json.load(f))
+    return meta
+
+
 def example_scenes(root: str, cache_dir: str, num: int = NUM_EXAMPLES) -> list[list[str]]:
     """``[image path, sentences]`` for the first ``num`` test scenes of a synthetic dataset.
 
@@ -420,15 +441,10 @@ def example_scenes(root: str, cache_dir: str, num: int = NUM_EXAMPLES) -> list[l
     rendered into ``cache_dir`` (the same pictures, as JPEGs of the same quality).
     """
     generator = _load_generator()
-    meta_file = osp.join(root, 'synthetic_meta.json')
-    meta = dict(DEMO_DATA)
     image_dir = osp.join(root, 'images', 'rrsisd', 'JPEGImages')
-    from_root = osp.isfile(meta_file)
-    if from_root:
-        with open(meta_file, encoding='utf-8') as f:
-            meta.update(json.load(f))
+    from_root = osp.isfile(osp.join(root, 'synthetic_meta.json'))
     examples = []
-    for index, image, objects in generator.split_scenes(meta, 'test', num):
+    for index, image, objects in generator.split_scenes(demo_meta(root), 'test', num):
         path = osp.join(image_dir, f'{index:05d}.jpg')
         if not (from_root and osp.isfile(path)):
             path = osp.join(cache_dir, f'{index:05d}.jpg')
@@ -603,6 +619,26 @@ def launch(
     )
 
 
+def serve(
+    model,
+    work_dir: str,
+    host: str,
+    port: int,
+    examples_root: str = DEMO_DATA_ROOT,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    block: bool = True,
+) -> gr.Blocks:
+    """Build the page around ``model`` and serve it (see :func:`launch`); returns the page.
+
+    Downloads and rendered examples go under ``work_dir``; the examples are the test scenes of
+    ``examples_root`` (see :func:`example_scenes`).
+    """
+    app = SegmentationApp(model, max_pixels, work_dir)
+    page = build_page(app, example_scenes(examples_root, osp.join(work_dir, 'examples')))
+    launch(page, host, port, [work_dir, examples_root], max_pixels, block)
+    return page
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     print(f'loading {args.checkpoint} ...', flush=True)
@@ -613,11 +649,8 @@ def main(argv=None) -> int:
         return 1
     work_dir = tempfile.mkdtemp(prefix='btdnet_app_')
     try:
-        app = SegmentationApp(model, args.max_pixels, work_dir)
-        examples = example_scenes(args.examples_root, osp.join(work_dir, 'examples'))
-        page = build_page(app, examples)
         print(f'BTDNet app on http://{args.host}:{args.port} (Ctrl+C to stop)', flush=True)
-        launch(page, args.host, args.port, [work_dir, args.examples_root], args.max_pixels)
+        serve(model, work_dir, args.host, args.port, args.examples_root, args.max_pixels)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0

@@ -137,17 +137,11 @@ def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     app_module = load_app_module()
-    app_args = [args.config, args.checkpoint, '--device', args.device]
-    if args.examples_root:
-        app_args += ['--examples-root', args.examples_root]
-    app_args = app_module.parse_args(app_args)
     model = app_module.init_model(args.config, args.checkpoint, device=args.device)
+    examples_root = args.examples_root or app_module.DEMO_DATA_ROOT
     with tempfile.TemporaryDirectory(prefix='btdnet_app_') as work_dir:
-        app = app_module.SegmentationApp(model, app_args.max_pixels, work_dir)
-        examples = app_module.example_scenes(app_args.examples_root, osp.join(work_dir, 'ex'))
-        page = app_module.build_page(app, examples)
         port = free_port()
-        app_module.launch(page, '127.0.0.1', port, [work_dir, app_args.examples_root], block=False)
+        page = app_module.serve(model, work_dir, '127.0.0.1', port, examples_root, block=False)
         try:
             with sync_playwright() as playwright:
                 browser = launch_browser(playwright)

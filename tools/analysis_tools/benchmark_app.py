@@ -62,7 +62,6 @@ def main(argv=None) -> int:
     model = app_module.init_model(args.config, args.checkpoint, device=args.device)
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix='btdnet_bench_') as work_dir:
-        app = app_module.SegmentationApp(model, app_module.DEFAULT_MAX_PIXELS, work_dir)
         examples = app_module.example_scenes(
             app_module.DEMO_DATA_ROOT, osp.join(work_dir, 'examples')
         )
@@ -72,14 +71,14 @@ def main(argv=None) -> int:
             rng = np.random.default_rng(0)
             cv2.imwrite(image, rng.integers(0, 256, (args.size, args.size, 3), np.uint8))
         sentences = app_module.parse_sentences(text)
-        page = app_module.build_page(app, [])
         port = free_port()
-        app_module.launch(page, '127.0.0.1', port, [work_dir], block=False)
+        page = app_module.serve(model, work_dir, '127.0.0.1', port, block=False)
         client = Client(f'http://127.0.0.1:{port}', verbose=False, download_files=work_dir)
 
-        def through_api():
-            results = app_module.inference_model(model, image, sentences)
-            rgb = app_module.read_image(model, image)[..., ::-1]
+        def through_api():  # one read of the file, as the app
+            bgr = app_module.read_image(model, image)
+            results = app_module.inference_model(model, bgr, sentences)
+            rgb = bgr[..., ::-1]
             masks = [r.pred_sem_seg.data[0].cpu().numpy() > 0 for r in results]
             app_module.draw_sentence_masks(rgb, masks, sentences)
 
@@ -96,8 +95,9 @@ def main(argv=None) -> int:
                     times[name].append(time.perf_counter() - start)
         finally:
             page.close()
-        height, width = cv2.imread(image).shape[:2]
+        header = app_module.read_image_header(image)
     api, app_time = (statistics.median(times[k]) for k in ('api', 'app'))
+    width, height = header['width'], header['height']
     print(f'{len(sentences)} sentences on a {width} x {height} image, {args.repeats} rounds')
     print(f'init_model (once, at start-up): {load_s * 1000:8.1f} ms')
     print(f'api (inference_model + overlay): {api * 1000:7.1f} ms (median)')

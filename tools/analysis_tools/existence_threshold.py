@@ -15,7 +15,6 @@ right, and the threshold with the best balanced accuracy.
 """
 
 import argparse
-import json
 import os.path as osp
 import sys
 from pathlib import Path
@@ -73,11 +72,7 @@ def main(argv=None) -> int:
     app_module = load_app_module()
     generator = app_module._load_generator()
     root = args.data_root or app_module.DEMO_DATA_ROOT
-    meta = dict(app_module.DEMO_DATA)
-    meta_file = osp.join(root, 'synthetic_meta.json')
-    if osp.isfile(meta_file):
-        with open(meta_file, encoding='utf-8') as f:
-            meta.update(json.load(f))
+    meta = app_module.demo_meta(root)
     model = app_module.init_model(args.config, args.checkpoint, device=args.device)
     scores = dict(present=[], absent=[])
     for image, present, absent in queries(generator, meta, args.num_scenes):
