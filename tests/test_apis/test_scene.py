@@ -315,8 +315,8 @@ def test_the_scene_is_read_by_windows_only(tmp_path, monkeypatch):
     reads = []
     original = RasterScene._read
 
-    def spy(self, reader, window=None, out_shape=None, **kw):
-        data = original(self, reader, window=window, out_shape=out_shape, **kw)
+    def spy(self, reader, window=None):
+        data = original(self, reader, window=window)
         reads.append((window, data.shape))
         return data
 

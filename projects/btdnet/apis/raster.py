@@ -122,14 +122,11 @@ class RasterScene:
         self._valid_src = None  # read_valid's own handle
         self._reader = src
         if (self.work_height, self.work_width) != (self.height, self.width):
-            work_transform = src.transform @ Affine.scale(
-                self.width / self.work_width, self.height / self.work_height
-            )
             self._reader = WarpedVRT(
                 src,
                 width=self.work_width,
                 height=self.work_height,
-                transform=work_transform,
+                transform=self.work_transform,
                 resampling=Resampling.bilinear if scale >= 1 else Resampling.average,
                 src_nodata=self.nodata,
                 nodata=self.nodata,
@@ -190,11 +187,9 @@ class RasterScene:
         )
 
     # ------------------------------------------------------------------ reading
-    def _read(self, reader, window=None, out_shape=None, resampling=Resampling.nearest):
+    def _read(self, reader, window=None):
         try:
-            return reader.read(
-                list(self.bands), window=window, out_shape=out_shape, resampling=resampling
-            )
+            return reader.read(list(self.bands), window=window)
         except RasterioError as err:
             where = f'rows {window.row_off}-{window.row_off + window.height}' if window else 'it'
             raise ValueError(
@@ -353,18 +348,20 @@ class RasterScene:
         """Whether pixels can be nodata (a nodata value, or NaN in a float raster)."""
         return self.nodata is not None or self.dtype.kind == 'f'
 
-    def _convert(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Working-grid rows [y0, y1) read in column chunks of whole blocks, stretched."""
+    def _convert(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Working-grid rows [y0, y1) read in column chunks of whole blocks, stretched, and
+        their valid mask (None when the scene has no nodata)."""
         block_w = self._reader.block_shapes[0][1]
         step = block_w * max(1, COLUMN_CHUNK // block_w)
         bgr = np.empty((y1 - y0, self.work_width, 3), np.uint8)
-        valid = np.empty((y1 - y0, self.work_width), bool)
+        valid = np.empty((y1 - y0, self.work_width), bool) if self.has_nodata else None
         for x0 in range(0, self.work_width, step):
             x1 = min(self.work_width, x0 + step)
             data = self._read(self._reader, window=Window(x0, y0, x1 - x0, y1 - y0))
-            valid[:, x0:x1] = self._valid(data)
+            if valid is not None:
+                valid[:, x0:x1] = self._valid(data)
             bgr[:, x0:x1] = self.to_bgr(data)
-        if self.has_nodata:
+        if valid is not None:
             bgr *= valid[..., None]  # nodata black (masks index nothing: no index arrays)
         return bgr, valid
 
@@ -387,13 +384,14 @@ class RasterScene:
             end = stop
         self._chunks = chunks
         bgr = np.empty((y1 - y0, self.work_width, 3), np.uint8)
-        valid = np.empty((y1 - y0, self.work_width), bool)
+        valid = np.empty((y1 - y0, self.work_width), bool) if self.has_nodata else None
         for start, chunk_bgr, chunk_valid in chunks:
             a, b = max(y0, start), min(y1, start + len(chunk_bgr))
             if a < b:
                 bgr[a - y0 : b - y0] = chunk_bgr[a - start : b - start]
-                valid[a - y0 : b - y0] = chunk_valid[a - start : b - start]
-        return bgr, valid if self.has_nodata else None
+                if valid is not None:
+                    valid[a - y0 : b - y0] = chunk_valid[a - start : b - start]
+        return bgr, valid
 
     def read_valid(self, y0: int, y1: int) -> np.ndarray:
         """Source-grid rows [y0, y1): bool (n, W) valid mask.

@@ -231,6 +231,15 @@ def _log(message: str, level=logging.INFO) -> None:
     print_log(message, logger='current', level=level)
 
 
+def bilinear_axis(n_out: int, n_in: int, start: int, stop: int) -> tuple:
+    """Output positions [start, stop) of an axis resampled from ``n_in`` to ``n_out`` pixels,
+    centres aligned: (lower input index, upper input index, weight of the upper), per position."""
+    u = np.clip((np.arange(start, stop) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    lo = np.floor(u).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (u - lo).astype(np.float32)
+
+
 class _MarginFile:
     """The intermediate raster: the blended margin, float32, row-major, on the working grid.
 
@@ -271,15 +280,8 @@ class _MarginFile:
     def read_resampled(self, y0: int, y1: int, out_height: int, out_width: int) -> np.ndarray:
         """Output-grid rows [y0, y1) bilinearly interpolated from the working grid (pixel
         centres aligned; each output pixel depends only on its own position, so strips agree)."""
-
-        def axis(n_out, n_in, start, stop):
-            u = np.clip((np.arange(start, stop) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-            lo = np.floor(u).astype(np.int64)
-            hi = np.minimum(lo + 1, n_in - 1)
-            return lo, hi, (u - lo).astype(np.float32)
-
-        r_lo, r_hi, r_t = axis(out_height, self.height, y0, y1)
-        c_lo, c_hi, c_t = axis(out_width, self.width, 0, out_width)
+        r_lo, r_hi, r_t = bilinear_axis(out_height, self.height, y0, y1)
+        c_lo, c_hi, c_t = bilinear_axis(out_width, self.width, 0, out_width)
         first = int(r_lo[0])
         block = np.nan_to_num(self.read(first, int(r_hi[-1]) + 1), nan=BACKGROUND_MARGIN)
         rows = block[r_lo - first] * (1 - r_t)[:, None] + block[r_hi - first] * r_t[:, None]
@@ -499,7 +501,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
                 scene.read_rows,
                 channels='margin',
                 batch_size=options.batch_size,
-                keep=region.intersects if region is not None else None,
+                region=region,
                 start_row=first_strip,
                 counts=counts,
                 timings=timings,
@@ -509,8 +511,6 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
         for k, y0, y1, values, valid in rows:
             start = time.perf_counter()
             margin = values[0]
-            if region is not None:
-                np.copyto(margin, BACKGROUND_MARGIN, where=~region.rows_mask(y0, y1))
             if valid is not None:
                 np.copyto(margin, np.float32(np.nan), where=~valid)
             margin_file.write(y0, margin)
@@ -600,9 +600,7 @@ class _Outputs:
         crs, transform = scene.crs, scene.transform
         timings.update(outputs_write=0.0, vectorise=0.0)
         # Output row i reads working rows up to needs[i] (bilinear, see read_resampled).
-        work_h = scene.work_height
-        u = np.clip((np.arange(self.height) + 0.5) * (work_h / self.height) - 0.5, 0, work_h - 1)
-        self.needs = np.minimum(np.floor(u).astype(np.int64) + 1, work_h - 1)
+        self.needs = bilinear_axis(self.height, scene.work_height, 0, self.height)[1]
         self.same_grid = (scene.work_height, scene.work_width) == (self.height, self.width)
         self.files = dict(mask=paths['mask'], gpkg=paths['gpkg'])
         self.mask_writer = GeoTiffWriter(

@@ -74,25 +74,6 @@ class TilePredictor(Protocol):
         """
 
 
-def model_input_size(cfg) -> tuple[int, int]:
-    """The (h, w) a config's test pipeline resizes images to (its ``Resize`` scale is (w, h)).
-
-    Falls back to the data preprocessor's ``size`` (h, w) when the pipeline has no fixed resize.
-    """
-    pipeline = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
-    for step in pipeline:
-        scale = step.get('scale')
-        if step.get('type') == 'Resize' and isinstance(scale, (tuple, list)) and len(scale) == 2:
-            return int(scale[1]), int(scale[0])
-    size = cfg.model.get('data_preprocessor', {}).get('size')
-    if size:
-        return int(size[0]), int(size[1])
-    raise ValueError(
-        'cannot tell the network input size: the test pipeline has no Resize with a fixed '
-        '(w, h) scale and model.data_preprocessor has no size; pass tile_size'
-    )
-
-
 class SegmentorTilePredictor:
     """:class:`TilePredictor` of a model from ``init_model``, whatever its backend.
 
@@ -104,8 +85,9 @@ class SegmentorTilePredictor:
 
     Args:
         model (nn.Module): From :func:`~btdnet.apis.init_model` (it carries ``model.cfg``).
-        tile_size (tuple[int, int], optional): (h, w); default the config's input size, or the
-            export shape of an ONNX graph (``model.input_shape``), the only size it takes.
+        tile_size (tuple[int, int], optional): (h, w); default the config's fixed network input
+            size (:func:`~btdnet.deployment.exported_shape`), or the export shape of an ONNX
+            graph (``model.input_shape``), the only size it takes.
     """
 
     def __init__(self, model: nn.Module, tile_size: tuple[int, int] | None = None) -> None:
@@ -118,12 +100,18 @@ class SegmentorTilePredictor:
                 f'tile predictor: the ONNX graph takes {fixed[0]} x {fixed[1]} tiles (its export '
                 f'shape), found tile size {tuple(tile_size)}'
             )
-        size = tile_size or fixed or model_input_size(model.cfg)
-        self.tile_size = tuple(int(v) for v in size)
+        from ..deployment.onnx_export import exported_shape, test_steps
+
         cfg = model.cfg
+        size = tile_size or fixed or exported_shape(cfg)  # the network's fixed input size
+        if size is None:
+            raise ValueError(
+                'cannot tell the network input size: the test pipeline has no Resize with a fixed '
+                '(w, h) scale and model.data_preprocessor has no size; pass tile_size'
+            )
+        self.tile_size = tuple(int(v) for v in size)
         init_default_scope(cfg.get('default_scope', 'mmseg'))
-        pipeline = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
-        steps = [s for s in pipeline if s.get('type') == 'ExtractKeyPhraseSpans']
+        steps = [s for s in test_steps(cfg) if s.get('type') == 'ExtractKeyPhraseSpans']
         self._spans = Compose(steps) if steps else None
         self._key_spans: dict[str, list] = {}
 
@@ -196,7 +184,7 @@ def as_tile_predictor(model_or_predictor) -> TilePredictor:
     """A model from ``init_model`` becomes its PyTorch predictor; a predictor is kept."""
     if isinstance(model_or_predictor, nn.Module):
         return build_tile_predictor(model_or_predictor)
-    if not (hasattr(model_or_predictor, 'tile_size') and callable(model_or_predictor)):
+    if not isinstance(model_or_predictor, TilePredictor):
         raise TypeError(
             'expected a model from init_model or a tile predictor (tile_size, __call__), found '
             f'{type(model_or_predictor).__name__}'
@@ -458,7 +446,7 @@ def blend_rows(
     *,
     channels: str = 'logits',
     batch_size: int = 8,
-    keep: Callable[[int, int, int, int], bool] | None = None,
+    region: Region | None = None,
     start_row: int = 0,
     counts: TileCounts | None = None,
     timings: dict | None = None,
@@ -467,7 +455,7 @@ def blend_rows(
 ) -> Iterator[tuple[int, int, int, np.ndarray, np.ndarray | None]]:
     """Run the grid tile row by tile row and yield the finished scene rows, top to bottom.
 
-    Tiles whose window holds no valid pixel, or that ``keep`` rejects, are skipped. Batches
+    Tiles whose window holds no valid pixel, or that miss ``region``, are skipped. Batches
     never span two tile rows, so a resumed run makes exactly the calls an uninterrupted one
     makes.
 
@@ -480,7 +468,8 @@ def blend_rows(
         channels (str): ``'logits'``: yield both logits (2, n, W); ``'margin'``: yield
             O_fg - O_bg (1, n, W), which is all a mask and a probability need.
         batch_size (int): Tiles per predictor call.
-        keep (callable, optional): ``keep(y, x, h, w)``: False skips the tile (``outside``).
+        region (Region, optional): Run only the tiles that touch it (the others count as
+            ``outside``); the pixels outside it get the background.
         start_row (int): First tile row to yield (resume): tile row ``start_row - 1`` is run
             again, unyielded and uncounted, to rebuild the rows it shares with the next one.
         counts (TileCounts, optional): Updated in place.
@@ -492,8 +481,9 @@ def blend_rows(
     Yields:
         tuple: ``(k, y0, y1, values, valid)``: tile row ``k`` is done, which finishes scene rows
         [y0, y1), with their float32 (C, n, W) blended
-        values (pixels no tile predicted get the background: ``BACKGROUND_MARGIN`` for the
-        target logit or the margin, 0 for the background logit), and their valid mask.
+        values (pixels no tile predicted, and those outside ``region``, get the background:
+        ``BACKGROUND_MARGIN`` for the target logit or the margin, 0 for the background logit),
+        and their valid mask.
     """
     if channels not in ('logits', 'margin'):
         raise ValueError(f"channels: expected 'logits' or 'margin', found {channels!r}")
@@ -527,7 +517,7 @@ def blend_rows(
             y = grid.rows[k]
             selected = []
             for j, x in enumerate(grid.cols):
-                if keep is not None and not keep(y, x, grid.tile_h, grid.tile_w):
+                if region is not None and not region.intersects(y, x, grid.tile_h, grid.tile_w):
                     row_counts.outside += 1
                 elif valid is not None and not valid[:, x : x + grid.tile_w].any():
                     row_counts.nodata += 1
@@ -556,12 +546,16 @@ def blend_rows(
                     progress(counts.done, counts.total)
             start = time.perf_counter()
             values = acc.flush(k, fill)
+            y0, y1 = grid.finished_rows(k)
+            if region is not None and k >= start_row:
+                outside = ~region.rows_mask(y0, y1)
+                for channel, value in zip(values, fill):
+                    np.copyto(channel, value, where=outside)
             timings['blend'] += time.perf_counter() - start
             if k < start_row:
                 continue
             if progress is not None:
                 progress(counts.done, counts.total)
-            y0, y1 = grid.finished_rows(k)
             yield k, y0, y1, values, None if valid is None else valid[: y1 - y0]
     finally:
         if pool is not None:
@@ -626,12 +620,11 @@ def predict_tiled(
     predictor = as_tile_predictor(model_or_predictor)
     grid = TileGrid(height, width, predictor.tile_size, overlap)
 
-    region, keep, meta = None, None, {}
+    region, meta = None, {}
     if mode == 'overview':
         th, tw = predictor.tile_size
         overview = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
         region, score = locate_region(predictor, overview, text, (height, width), region_margin)
-        keep = region.intersects
         meta['region'] = dict(region.summary(), overview_existence=score)
         if region.empty:
             print_log(
@@ -652,14 +645,10 @@ def predict_tiled(
         read_rows,
         channels='logits',
         batch_size=batch_size,
-        keep=keep,
+        region=region,
         counts=counts,
         progress=progress,
     ):
-        if region is not None:
-            outside = ~region.rows_mask(y0, y1)
-            np.copyto(values[0], np.float32(0), where=outside)
-            np.copyto(values[1], np.float32(BACKGROUND_MARGIN), where=outside)
         logits[:, y0:y1] = values
     seg_logits = torch.from_numpy(logits)
     result = SegDataSample(

@@ -53,7 +53,7 @@ class BTDNet(EncoderDecoder):
       ├─ extract_feat(inputs, text=tokens) ─ backbone (BidirectionalFeatureExtractor, Eq. 1-4)
       │     -> feats: visual V'_1..4, text L'_4, text_mask, masked_text L_m, masked_mask,
       │        input_ids, attention_mask
-      ├─ _decode_head_forward_train(feats, data_samples)
+      ├─ _decode_head_forward_train(feats, data_samples, inputs)
       │     decode_head.forward(feats) (TwinStreamHead, Eq. 5-9)
       │        -> seg_logits [O_bg, O_fg], visual_star V*, text_star L*, text_mask
       │     decode_head.loss_by_feat(...) -> decode.loss_ce (Eq. 10-11), decode.acc_seg
@@ -252,7 +252,7 @@ class BTDNet(EncoderDecoder):
 
     # ------------------------------------------------------------------ training
     def _decode_head_forward_train(
-        self, feats: dict, data_samples: SampleList, inputs: Tensor | None = None
+        self, feats: dict, data_samples: SampleList, inputs: Tensor
     ) -> tuple[dict, dict]:
         """TwinStream forward and Eq. 10-11; also returns the forward's outputs (V*, L*).
 
@@ -264,8 +264,6 @@ class BTDNet(EncoderDecoder):
         if not self.with_refiner:
             losses = self.decode_head.loss_by_feat(outputs, data_samples)
             return add_prefix(losses, 'decode'), outputs
-        if inputs is None:
-            raise ValueError('BTDNet: the refiner needs the images (inputs) in training.')
         refined = self.refine(inputs, outputs['seg_logits'])
         losses = add_prefix(self.decode_head.loss_by_feat(refined, data_samples), 'decode')
         weight = self.refiner.coarse_loss_weight
