@@ -7,8 +7,8 @@
 * RefSegRS layout under ``root / 'refsegrs'``: ``RefSegRSDataset(data_root=root / 'refsegrs')``;
 * ``root / 'synthetic_meta.json'``: the generation arguments (seed, size, samples per split).
 
-``make_synthetic_rrsis`` is the generator module itself (``make_scene(seed, index, size)``
-re-renders any scene with its masks).
+``synthetic`` is the generator package :mod:`btdnet.datasets.synthetic`
+(``make_scene(seed, index, size)`` re-renders any scene with its masks).
 """
 
 import importlib.util
@@ -76,14 +76,17 @@ def tiny_checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='session')
-def make_synthetic_rrsis():
-    return load_tool('dataset_converters/make_synthetic_rrsis.py')
+def synthetic():
+    """The generator package, :mod:`btdnet.datasets.synthetic`."""
+    import btdnet.datasets.synthetic
+
+    return btdnet.datasets.synthetic
 
 
 @pytest.fixture(scope='session')
-def synthetic_rrsis_root(tmp_path_factory, make_synthetic_rrsis) -> Path:
+def synthetic_rrsis_root(tmp_path_factory, synthetic) -> Path:
     root = tmp_path_factory.mktemp('synthetic_rrsis')
-    make_synthetic_rrsis.generate(str(root), formats=('rrsisd', 'refsegrs'), **SYNTHETIC)
+    synthetic.generate(str(root), formats=('rrsisd', 'refsegrs'), **SYNTHETIC)
     return root
 
 

@@ -36,7 +36,6 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 import argparse  # noqa: E402
 import html  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os.path as osp  # noqa: E402
 import shutil  # noqa: E402
@@ -60,6 +59,7 @@ from btdnet.apis import (  # noqa: E402
     truncated_sentences,
     write_mask_geotiff,
 )
+from btdnet.datasets.synthetic import split_scenes  # noqa: E402
 from btdnet.evaluation import safe_file_stem, write_mask_png  # noqa: E402
 from btdnet.visualization import draw_sentence_masks  # noqa: E402
 from btdnet.visualization.referring_visualizer import SENTENCE_COLORS  # noqa: E402
@@ -414,14 +414,6 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _load_generator():
-    path = ROOT / 'tools' / 'dataset_converters' / 'make_synthetic_rrsis.py'
-    spec = importlib.util.spec_from_file_location('make_synthetic_rrsis', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def demo_meta(root: str) -> dict:
     """The generation settings of the synthetic dataset at ``root`` (its
     ``synthetic_meta.json``), or the `make demo` dataset's when ``root`` holds none."""
@@ -440,11 +432,10 @@ def example_scenes(root: str, cache_dir: str, num: int = NUM_EXAMPLES) -> list[l
     ``make demo``) when it holds them; otherwise the `make demo` dataset's test scenes are
     rendered into ``cache_dir`` (the same pictures, as JPEGs of the same quality).
     """
-    generator = _load_generator()
     image_dir = osp.join(root, 'images', 'rrsisd', 'JPEGImages')
     from_root = osp.isfile(osp.join(root, 'synthetic_meta.json'))
     examples = []
-    for index, image, objects in generator.split_scenes(demo_meta(root), 'test', num):
+    for index, image, objects in split_scenes(demo_meta(root), 'test', num):
         path = osp.join(image_dir, f'{index:05d}.jpg')
         if not (from_root and osp.isfile(path)):
             path = osp.join(cache_dir, f'{index:05d}.jpg')

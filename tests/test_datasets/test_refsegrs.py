@@ -21,7 +21,7 @@ def refsegrs_copy(synthetic_rrsis_root, tmp_path):
 
 
 @pytest.mark.parametrize('split', ['train', 'val', 'test'])
-def test_loads_generator_sentences_and_masks(synthetic_rrsis_root, make_synthetic_rrsis, split):
+def test_loads_generator_sentences_and_masks(synthetic_rrsis_root, synthetic, split):
     meta = json.loads((synthetic_rrsis_root / 'synthetic_meta.json').read_text())
     ds = RefSegRSDataset(data_root=str(synthetic_rrsis_root / 'refsegrs'), split=split)
     assert len(ds) == meta['samples'][split] > 0
@@ -29,7 +29,7 @@ def test_loads_generator_sentences_and_masks(synthetic_rrsis_root, make_syntheti
         info = ds.get_data_info(i)
         assert info['sample_id'] == f'{split}_{i + 1}'
         index, k = (int(v) for v in info['image_key'].split('_'))
-        img, objects = make_synthetic_rrsis.make_scene(meta['seed'], index, meta['size'])
+        img, objects = synthetic.make_scene(meta['seed'], index, meta['size'])
         assert info['text'] == objects[k]['text']
         assert info['category'] == objects[k]['category']
         results = LoadReferringMask()(LoadRSImageFromFile()(info))

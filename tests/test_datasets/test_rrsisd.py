@@ -46,7 +46,7 @@ def _write_coco(root, coco):
 
 
 @pytest.mark.parametrize('split', ['train', 'val', 'test'])
-def test_loads_generator_sentences_and_masks(synthetic_rrsis_root, make_synthetic_rrsis, split):
+def test_loads_generator_sentences_and_masks(synthetic_rrsis_root, synthetic, split):
     meta = json.loads((synthetic_rrsis_root / 'synthetic_meta.json').read_text())
     ds = RRSISDDataset(data_root=str(synthetic_rrsis_root), split=split)
     assert len(ds) == meta['samples'][split] > 0
@@ -65,7 +65,7 @@ def test_loads_generator_sentences_and_masks(synthetic_rrsis_root, make_syntheti
         }
         index, k = divmod(int(info['sample_id']), 10)
         if index not in scenes:
-            scenes[index] = make_synthetic_rrsis.make_scene(meta['seed'], index, meta['size'])
+            scenes[index] = synthetic.make_scene(meta['seed'], index, meta['size'])
         obj = scenes[index][1][k]
         assert info['text'] == obj['text']
         assert info['category'] == obj['category']

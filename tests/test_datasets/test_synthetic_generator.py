@@ -1,4 +1,4 @@
-"""make_synthetic_rrsis.py: seeded scenes, the colour task and the distractor task."""
+"""btdnet.datasets.synthetic and its command line: seeded scenes, colour and distractor tasks."""
 
 import filecmp
 import json
@@ -8,20 +8,23 @@ from collections import Counter
 import cv2
 import numpy as np
 import pytest
+from conftest import load_tool
+
+cli = load_tool('dataset_converters/make_synthetic_rrsis.py')
 
 
-def test_scenes_are_seeded(make_synthetic_rrsis):
-    img_a, objs_a = make_synthetic_rrsis.make_scene(3, 7, 64)
-    img_b, objs_b = make_synthetic_rrsis.make_scene(3, 7, 64)
+def test_scenes_are_seeded(synthetic):
+    img_a, objs_a = synthetic.make_scene(3, 7, 64)
+    img_b, objs_b = synthetic.make_scene(3, 7, 64)
     np.testing.assert_array_equal(img_a, img_b)
     assert [o['text'] for o in objs_a] == [o['text'] for o in objs_b]
-    img_c, _ = make_synthetic_rrsis.make_scene(4, 7, 64)
+    img_c, _ = synthetic.make_scene(4, 7, 64)
     assert not np.array_equal(img_a, img_c)
 
 
-def test_targets_told_apart_only_by_text(make_synthetic_rrsis):
+def test_targets_told_apart_only_by_text(synthetic):
     for index in range(20):
-        img, objects = make_synthetic_rrsis.make_scene(0, index, 128)
+        img, objects = synthetic.make_scene(0, index, 128)
         assert len(objects) >= 2
         texts = [o['text'] for o in objects]
         assert len(set(texts)) == len(texts)
@@ -31,15 +34,15 @@ def test_targets_told_apart_only_by_text(make_synthetic_rrsis):
         for obj in objects:
             assert obj['mask'].any()
             assert obj['colour'] in obj['text'] and obj['category'] in obj['text']
-            colour = make_synthetic_rrsis.COLOURS[obj['colour']]
+            colour = synthetic.COLOURS[obj['colour']]
             inside = img[obj['mask'].astype(bool)]
             share = (np.abs(inside.astype(int) - colour).max(-1) <= 2).mean()
             assert share > 0.5  # the object is painted in the colour its sentence names
 
 
-def test_positions_in_text_match_masks(make_synthetic_rrsis):
+def test_positions_in_text_match_masks(synthetic):
     for index in range(20):
-        _, objects = make_synthetic_rrsis.make_scene(1, index, 120)
+        _, objects = synthetic.make_scene(1, index, 120)
         for obj in objects:
             ys, xs = np.nonzero(obj['mask'])
             if 'left' in obj['text']:
@@ -52,9 +55,9 @@ def test_positions_in_text_match_masks(make_synthetic_rrsis):
                 assert ys.mean() > 60
 
 
-def test_same_seed_same_files(make_synthetic_rrsis, tmp_path):
+def test_same_seed_same_files(synthetic, tmp_path):
     for name in ('a', 'b'):
-        make_synthetic_rrsis.generate(str(tmp_path / name), num_images=4, seed=9, size=48)
+        synthetic.generate(str(tmp_path / name), num_images=4, seed=9, size=48)
     for rel in (
         'rrsisd/refs(unc).p',
         'rrsisd/instances.json',
@@ -65,21 +68,19 @@ def test_same_seed_same_files(make_synthetic_rrsis, tmp_path):
         assert filecmp.cmp(tmp_path / 'a' / rel, tmp_path / 'b' / rel, shallow=False), rel
 
 
-def test_formats_and_splits(make_synthetic_rrsis, tmp_path):
-    make_synthetic_rrsis.main(
-        [str(tmp_path / 'r'), '--format', 'rrsisd', '--num-images', '3', '--size', '48']
-    )
+def test_formats_and_splits(synthetic, tmp_path):
+    cli.main([str(tmp_path / 'r'), '--format', 'rrsisd', '--num-images', '3', '--size', '48'])
     assert (tmp_path / 'r' / 'rrsisd' / 'instances.json').exists()
     assert not (tmp_path / 'r' / 'refsegrs').exists()
     meta = json.loads((tmp_path / 'r' / 'synthetic_meta.json').read_text())
     assert all(meta['samples'][s] > 0 for s in ('train', 'val', 'test'))
     with pytest.raises(ValueError, match='formats'):
-        make_synthetic_rrsis.generate(str(tmp_path / 'x'), num_images=1, formats=('coco',))
+        synthetic.generate(str(tmp_path / 'x'), num_images=1, formats=('coco',))
 
 
-def test_eval_images_fix_val_and_test(make_synthetic_rrsis, tmp_path, capsys):
+def test_eval_images_fix_val_and_test(synthetic, tmp_path, capsys):
     """--eval-images N: the last N scenes are test, the N before them val, the rest train."""
-    make_synthetic_rrsis.main(
+    cli.main(
         [str(tmp_path / 'r'), '--format', 'rrsisd', '--num-images', '9', '--size', '48']
         + ['--eval-images', '2']
     )
@@ -94,13 +95,13 @@ def test_eval_images_fix_val_and_test(make_synthetic_rrsis, tmp_path, capsys):
     for split, ids in scenes.items():  # every sentence of a scene in that scene's split
         assert meta['samples'][split] == sum(r['image_id'] in ids for r in records)
     with pytest.raises(SystemExit):
-        make_synthetic_rrsis.main([str(tmp_path / 'x'), '--num-images', '4', '--eval-images', '2'])
+        cli.main([str(tmp_path / 'x'), '--num-images', '4', '--eval-images', '2'])
     assert '--eval-images 2: expected >= 0 and less than half of --num-images 4' in (
         capsys.readouterr().err
     )
     assert not (tmp_path / 'x').exists()
     with pytest.raises(ValueError, match='eval_images'):
-        make_synthetic_rrsis.generate(str(tmp_path / 'y'), num_images=4, eval_images=-1)
+        synthetic.generate(str(tmp_path / 'y'), num_images=4, eval_images=-1)
 
 
 # ----------------------------------------------------------------------- the distractor task
@@ -160,13 +161,13 @@ def _referents(sentence, objects, slack=0.0):
     return found, named
 
 
-def _distractor_sample(make_synthetic_rrsis, num=60, seed=0):
+def _distractor_sample(synthetic, num=60, seed=0):
     for index in range(num):
-        yield make_synthetic_rrsis.make_scene(seed, index, 128, 1.8, task='distractors')
+        yield synthetic.make_scene(seed, index, 128, 1.8, task='distractors')
 
 
-def test_distractor_sentences_pick_exactly_their_target(make_synthetic_rrsis):
-    for img, objects in _distractor_sample(make_synthetic_rrsis):
+def test_distractor_sentences_pick_exactly_their_target(synthetic):
+    for img, objects in _distractor_sample(synthetic):
         masks = np.stack([o['mask'] for o in objects])
         assert masks.sum(0).max() == 1  # objects do not overlap
         for j, obj in enumerate(objects):
@@ -178,14 +179,14 @@ def test_distractor_sentences_pick_exactly_their_target(make_synthetic_rrsis):
                     [(o['colour'], o['category']) for o in objects],
                 )
             assert named == set(obj['named'])
-            colour = make_synthetic_rrsis.COLOURS[obj['colour']]
+            colour = synthetic.COLOURS[obj['colour']]
             inside = img[obj['mask'].astype(bool)]
             assert (np.abs(inside.astype(int) - colour).max(-1) <= 2).mean() > 0.5
 
 
-def test_distractor_kinds_and_sentence_forms_are_all_made(make_synthetic_rrsis):
+def test_distractor_kinds_and_sentence_forms_are_all_made(synthetic):
     kinds, forms, targets = Counter(), Counter(), 0
-    for _, objects in _distractor_sample(make_synthetic_rrsis):
+    for _, objects in _distractor_sample(synthetic):
         for j, obj in enumerate(objects):
             targets += 1
             others = objects[:j] + objects[j + 1 :]
@@ -212,37 +213,35 @@ def test_distractor_kinds_and_sentence_forms_are_all_made(make_synthetic_rrsis):
         assert forms[form] >= 0.05 * targets, forms
 
 
-def test_distractor_scenes_are_seeded_and_options_apply(make_synthetic_rrsis):
-    img_a, objs_a = make_synthetic_rrsis.make_scene(2, 5, 96, task='distractors')
-    img_b, objs_b = make_synthetic_rrsis.make_scene(2, 5, 96, task='distractors')
+def test_distractor_scenes_are_seeded_and_options_apply(synthetic):
+    img_a, objs_a = synthetic.make_scene(2, 5, 96, task='distractors')
+    img_b, objs_b = synthetic.make_scene(2, 5, 96, task='distractors')
     np.testing.assert_array_equal(img_a, img_b)
     assert [o['text'] for o in objs_a] == [o['text'] for o in objs_b]
-    lone = make_synthetic_rrsis.DistractorOptions(
+    lone = synthetic.DistractorOptions(
         num_objects=(2, 2), twin_prob=0.0, colour_mate_prob=0.0, category_mate_prob=1.0
     )
     for index in range(10):
-        _, objects = make_synthetic_rrsis.make_scene(0, index, 96, task='distractors', options=lone)
+        _, objects = synthetic.make_scene(0, index, 96, task='distractors', options=lone)
         assert len(objects) == 2 and objects[0]['category'] == objects[1]['category']
         assert objects[0]['colour'] != objects[1]['colour']
     with pytest.raises(ValueError, match='twin_prob'):
-        make_synthetic_rrsis.DistractorOptions(twin_prob=1.5)
+        synthetic.DistractorOptions(twin_prob=1.5)
     with pytest.raises(ValueError, match='task'):
-        make_synthetic_rrsis.make_scene(0, 0, 64, task='shapes')
+        synthetic.make_scene(0, 0, 64, task='shapes')
 
 
-def test_distractor_datasets_load_as_before(make_synthetic_rrsis, tmp_path):
+def test_distractor_datasets_load_as_before(synthetic, tmp_path):
     """Masks keep their format: both loaders read the distractor task's files as before."""
     from btdnet.datasets import RefSegRSDataset, RRSISDDataset
     from btdnet.datasets.transforms import LoadReferringMask, LoadRSImageFromFile
 
-    make_synthetic_rrsis.main(
-        [str(tmp_path), '--num-images', '5', '--size', '64', '--task', 'distractors']
-    )
+    cli.main([str(tmp_path), '--num-images', '5', '--size', '64', '--task', 'distractors'])
     meta = json.loads((tmp_path / 'synthetic_meta.json').read_text())
     assert meta['task'] == 'distractors' and meta['options']['twin_prob'] == 0.6
     records = json.loads((tmp_path / 'synthetic_objects.json').read_text())
     assert len(records) == sum(meta['samples'].values())
-    scenes = {i: make_synthetic_rrsis.make_scene(0, i, 64, task='distractors') for i in range(5)}
+    scenes = {i: synthetic.make_scene(0, i, 64, task='distractors') for i in range(5)}
     for split in ('train', 'val', 'test'):
         rrsisd = RRSISDDataset(data_root=str(tmp_path), split=split)
         refsegrs = RefSegRSDataset(data_root=str(tmp_path / 'refsegrs'), split=split)
@@ -261,17 +260,17 @@ def test_distractor_datasets_load_as_before(make_synthetic_rrsis, tmp_path):
             assert (record['colour'], record['text']) == (obj['colour'], obj['text'])
 
 
-def test_split_scenes_render_a_split_again_from_its_meta(make_synthetic_rrsis, tmp_path):
+def test_split_scenes_render_a_split_again_from_its_meta(synthetic, tmp_path):
     """The app's examples and the existence-threshold tool re-render test scenes this way."""
     from btdnet.datasets import RRSISDDataset
 
-    make_synthetic_rrsis.main(
+    cli.main(
         [str(tmp_path), '--num-images', '9', '--eval-images', '2', '--size', '64']
         + ['--format', 'rrsisd', '--task', 'distractors', '--twin-prob', '1.0', '--seed', '3']
     )
     meta = json.loads((tmp_path / 'synthetic_meta.json').read_text())
     for split, expected in (('val', [5, 6]), ('test', [7, 8])):
-        scenes = list(make_synthetic_rrsis.split_scenes(meta, split))
+        scenes = list(synthetic.split_scenes(meta, split))
         assert [index for index, _, _ in scenes] == expected
         texts = [obj['text'] for _, _, objects in scenes for obj in objects]
         dataset = RRSISDDataset(data_root=str(tmp_path), split=split)
@@ -282,36 +281,32 @@ def test_split_scenes_render_a_split_again_from_its_meta(make_synthetic_rrsis, t
             np.testing.assert_array_equal(on_disk, cv2.imdecode(encoded, cv2.IMREAD_COLOR))
     # The options travel: without them (the defaults) another scene comes out.
     default = dict(meta, options=None)
-    first = next(make_synthetic_rrsis.split_scenes(meta, 'test', limit=1))
-    other = next(make_synthetic_rrsis.split_scenes(default, 'test', limit=1))
+    first = next(synthetic.split_scenes(meta, 'test', limit=1))
+    other = next(synthetic.split_scenes(default, 'test', limit=1))
     assert [o['text'] for o in first[2]] != [o['text'] for o in other[2]] or not np.array_equal(
         first[1], other[1]
     )
-    assert len(list(make_synthetic_rrsis.split_scenes(meta, 'test', limit=1))) == 1
+    assert len(list(synthetic.split_scenes(meta, 'test', limit=1))) == 1
     with pytest.raises(ValueError, match='split: expected one of'):
-        next(make_synthetic_rrsis.split_scenes(meta, 'testing'))
+        next(synthetic.split_scenes(meta, 'testing'))
 
 
-def test_distractor_options_need_the_distractor_task(make_synthetic_rrsis, tmp_path, capsys):
+def test_distractor_options_need_the_distractor_task(synthetic, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        make_synthetic_rrsis.main([str(tmp_path), '--twin-prob', '0.5'])
+        cli.main([str(tmp_path), '--twin-prob', '0.5'])
     assert '--twin-prob only apply to --task distractors' in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        make_synthetic_rrsis.main(
-            [str(tmp_path), '--task', 'distractors', '--num-objects', '3', '2']
-        )
+        cli.main([str(tmp_path), '--task', 'distractors', '--num-objects', '3', '2'])
     assert 'num_objects' in capsys.readouterr().err
     assert not (tmp_path / 'synthetic_meta.json').exists()
 
 
-def test_category_marks_stay_inside_their_objects(make_synthetic_rrsis):
-    plain = make_synthetic_rrsis.DistractorOptions(category_marks=False)
+def test_category_marks_stay_inside_their_objects(synthetic):
+    plain = synthetic.DistractorOptions(category_marks=False)
     marked_kinds = set()
     for index in range(10):
-        img, objects = make_synthetic_rrsis.make_scene(0, index, 128, 1.8, task='distractors')
-        bare, same = make_synthetic_rrsis.make_scene(
-            0, index, 128, 1.8, task='distractors', options=plain
-        )
+        img, objects = synthetic.make_scene(0, index, 128, 1.8, task='distractors')
+        bare, same = synthetic.make_scene(0, index, 128, 1.8, task='distractors', options=plain)
         assert [o['text'] for o in objects] == [o['text'] for o in same]  # only paint differs
         changed = np.any(img != bare, axis=-1)
         for obj in objects:
@@ -319,7 +314,7 @@ def test_category_marks_stay_inside_their_objects(make_synthetic_rrsis):
             if obj['category'] in ('vehicle', 'tennis court', 'building'):
                 assert inside.any(), obj['category']
                 marked_kinds.add(obj['category'])
-                colour = np.array(make_synthetic_rrsis.COLOURS[obj['colour']])
+                colour = np.array(synthetic.COLOURS[obj['colour']])
                 assert (img[inside] <= colour).all()  # darker shades of the object's colour
             else:
                 assert not inside.any(), obj['category']
@@ -328,11 +323,8 @@ def test_category_marks_stay_inside_their_objects(make_synthetic_rrsis):
     assert marked_kinds == {'vehicle', 'tennis court', 'building'}
 
 
-def test_synthetic_scene_mosaic_holds_the_generator_scenes_of_its_task(
-    make_synthetic_rrsis, tmp_path
-):
+def test_synthetic_scene_mosaic_holds_the_generator_scenes_of_its_task(synthetic, tmp_path):
     import rasterio
-    from conftest import load_tool
 
     scene_tool = load_tool('dataset_converters/make_synthetic_scene.py')
     path = tmp_path / 'mosaic.tif'
@@ -343,10 +335,10 @@ def test_synthetic_scene_mosaic_holds_the_generator_scenes_of_its_task(
         assert src.crs.to_epsg() == 32633 and src.res == (0.5, 0.5)
     for r in range(2):
         for c in range(2):
-            image, _ = make_synthetic_rrsis.make_scene(4, r * 2 + c, 96, 1.8, 'distractors')
+            image, _ = synthetic.make_scene(4, r * 2 + c, 96, 1.8, 'distractors')
             patch = data[:, r * 96 : (r + 1) * 96, c * 96 : (c + 1) * 96]
             np.testing.assert_array_equal(patch, np.maximum(image[..., ::-1], 1).transpose(2, 0, 1))
-    colours = scene_tool.write_scene(str(tmp_path / 'colours.tif'), 192, 96, 4, 1.8, 'uint8')
-    assert colours != scene_tool.write_scene(
+    colours = synthetic.write_scene(str(tmp_path / 'colours.tif'), 192, 96, 4, 1.8, 'uint8')
+    assert colours != synthetic.write_scene(
         str(tmp_path / 'distractors.tif'), 192, 96, 4, 1.8, 'uint8', task='distractors'
     )

@@ -222,12 +222,13 @@ def test_large_image_takes_the_sliding_window_with_progress(server, model, image
 
 
 def test_examples_are_the_demo_test_scenes_rendered_when_missing(tmp_path, synthetic_rrsis_root):
-    generator = load_tool('dataset_converters/make_synthetic_rrsis.py')
+    from btdnet.datasets.synthetic import make_scene
+
     rendered = app_tool.example_scenes(str(tmp_path / 'missing'), str(tmp_path / 'cache'))
     assert len(rendered) == app_tool.NUM_EXAMPLES
     first_test = 1940  # make demo: 2,000 scenes, the last 60 are the test split
     for k, (path, sentences) in enumerate(rendered):
-        image, objects = generator.make_scene(0, first_test + k, 128, 1.8, 'distractors')
+        image, objects = make_scene(0, first_test + k, 128, 1.8, 'distractors')
         assert Path(path).name == f'{first_test + k:05d}.jpg' and Path(path).is_file()
         assert sentences.splitlines() == [obj['text'] for obj in objects]
         encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]  # the scene

@@ -195,8 +195,7 @@ def run_child(args, kind: str, scene: str) -> dict:
 
 
 def make_scenes(args) -> dict:
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    from make_synthetic_scene import write_scene
+    from btdnet.datasets.synthetic import write_scene
 
     os.makedirs(args.work_dir, exist_ok=True)
     scenes = {}

@@ -1,0 +1,43 @@
+"""Synthetic referring remote-sensing data: seeded aerial-like scenes whose sentences are checked.
+
+* :mod:`.scenes`: :func:`make_scene` renders scene ``i`` of a seeded dataset (image, objects
+  with their masks and sentences) for the ``colours`` and ``distractors`` tasks;
+  :func:`split_scenes` renders a split again from a dataset's ``synthetic_meta.json``.
+* :mod:`.sentences`: the position words and :func:`describe_options`, which lists the sentences
+  that pick out exactly one object.
+* :mod:`.writer`: :func:`generate` writes a dataset in the RRSIS-D and RefSegRS layouts;
+  :func:`write_scene` writes a mosaic of scenes as one GeoTIFF.
+
+The command lines are ``tools/dataset_converters/make_synthetic_rrsis.py`` and
+``make_synthetic_scene.py``; ``make demo``, the web app's examples and the benchmarks use this
+package directly.
+"""
+
+from .scenes import (
+    CATEGORIES,
+    COLOURS,
+    SPLITS,
+    TASKS,
+    DistractorOptions,
+    make_scene,
+    split_of,
+    split_scenes,
+)
+from .sentences import POSITION_WORDS, describe_options, distractor_kinds
+from .writer import generate, write_scene
+
+__all__ = [
+    'CATEGORIES',
+    'COLOURS',
+    'POSITION_WORDS',
+    'SPLITS',
+    'TASKS',
+    'DistractorOptions',
+    'describe_options',
+    'distractor_kinds',
+    'generate',
+    'make_scene',
+    'split_of',
+    'split_scenes',
+    'write_scene',
+]
