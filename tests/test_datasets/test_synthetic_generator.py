@@ -342,3 +342,123 @@ def test_synthetic_scene_mosaic_holds_the_generator_scenes_of_its_task(synthetic
     assert colours != synthetic.write_scene(
         str(tmp_path / 'distractors.tif'), 192, 96, 4, 1.8, 'uint8', task='distractors'
     )
+
+
+# ----------------------------------------------------------------------- the generalized task
+COUNTS = {'two': 2, 'three': 3, 'four': 4}
+PLURAL = re.compile(
+    f'(?P<all>all )?the (?:(?P<count>two|three|four) )?{NOUN}s(?: (?P<where>{"|".join(POSITIONS)}))?'
+)
+
+
+def _generalized_referents(sentence, objects, slack):
+    """The set a generalized sentence names, read on the masks' centroids (borders moved by
+    ``slack``); singular sentences as the distractor task reads them."""
+    match = PLURAL.fullmatch(sentence)
+    if match is None:
+        return set(_referents(sentence, objects, slack)[0])
+    found = {
+        j
+        for j, o in enumerate(objects)
+        if o['category'] == match['category']
+        and match['colour'] in (None, o['colour'])
+        and (match['where'] is None or POSITIONS[match['where']](*_centroid(o['mask']), slack))
+    }
+    if match['count'] and found:
+        assert len(found) == COUNTS[match['count']], sentence
+    return found
+
+
+def test_generalized_sentences_name_exactly_their_set(synthetic):
+    kinds = Counter()
+    for index in range(80):
+        _, objects = synthetic.make_scene(3, index, 128, 1.8, task='generalized')
+        sentences = synthetic.referring_sentences(3, index, objects, synthetic.GeneralizedOptions())
+        assert [s.text for s in sentences[: len(objects)]] == [o['text'] for o in objects]
+        assert len({s.text for s in sentences}) == len(sentences)  # no sentence twice
+        for sentence in sentences:
+            kinds[sentence.kind.split(':')[0]] += 1
+            for slack in (-0.02, 0.0, 0.02):
+                found = _generalized_referents(sentence.text, objects, slack)
+                assert found == set(sentence.targets), (sentence, slack)
+            if sentence.kind == 'several':
+                assert len(sentence.targets) >= 2
+            else:
+                assert len(sentence.targets) == (sentence.kind == 'one')
+    total = sum(kinds.values())
+    assert 0.15 <= kinds['no target'] / total <= 0.25, kinds
+    assert 0.15 <= kinds['several'] / total <= 0.25, kinds
+
+
+def test_generalized_no_target_kinds_and_plural_forms_are_all_made(synthetic):
+    kinds, forms = Counter(), Counter()
+    for index in range(150):
+        _, objects = synthetic.make_scene(0, index, 128, 1.8, task='generalized')
+        for sentence in synthetic.referring_sentences(
+            0, index, objects, synthetic.GeneralizedOptions()
+        ):
+            kinds[sentence.kind] += 1
+            if match := PLURAL.fullmatch(sentence.text):
+                forms['all' if match['all'] else 'count' if match['count'] else 'plain'] += 1
+                forms['where'] += bool(match['where'])
+    for kind in ('absent pairing', 'wrong position', 'absent colour', 'absent category'):
+        assert kinds[f'no target: {kind}'] >= 10, kinds
+    assert min(forms.values()) >= 10 and len(forms) == 4, forms
+
+
+def test_generalized_reader_refuses_ambiguity_and_unknown_grammar(synthetic):
+    def obj(colour, category, x, y):
+        return dict(colour=colour, category=category, centre=(x, y))
+
+    objects = [
+        obj('red', 'ship', 0.1, 0.5),
+        obj('red', 'ship', 0.9, 0.5),
+        obj('blue', 'ship', 0.5, 0.1),
+    ]
+    read = synthetic.read_referents
+    assert read('the red ships', objects) == (0, 1)
+    assert read('the two red ships', objects) == (0, 1)
+    assert read('the three red ships', objects) is None  # a count that does not match
+    assert read('the red ship', objects) is None  # a singular that fits two
+    assert read('the blue ships', objects) is None  # a plural that fits one
+    assert read('the ships at the top', objects) is None  # one ship, said as several
+    assert read('the ships on the left', objects) is None  # 1 of 3
+    assert read('all the ships', objects) == (0, 1, 2)
+    assert read('the white ship', objects) == ()
+    assert read('the red ship at the top', objects) == ()
+    assert read('the left one of the two red ships', objects) == (0,)
+    objects.append(obj('white', 'airplane', 0.66, 0.9))  # on the border of the right third
+    assert read('the airplane on the right', objects) is None
+    with pytest.raises(ValueError, match='outside the generalized grammar'):
+        read('the red ship please', objects)
+
+
+def test_generalized_dataset_in_the_grefcoco_layout(tmp_path, capsys):
+    out = tmp_path / 'g'
+    cli.main([str(out), '--task', 'generalized', '--num-images', '12', '--size', '64'])
+    refs = json.loads((out / 'grefs' / 'grefs(unc).json').read_text())
+    coco = json.loads((out / 'grefs' / 'instances.json').read_text())
+    meta = json.loads((out / 'synthetic_meta.json').read_text())
+    assert sum(meta['samples'].values()) == len(refs) == sum(meta['kinds'].values())
+    anns = {a['id']: a for a in coco['annotations']}
+    for ref in refs:
+        assert (
+            (ref['image_id'], ref['file_name'])
+            == (ref['ann_id'][0] // 10, f'{ref["image_id"]:05d}.jpg')
+            if not ref['no_target']
+            else True
+        )
+        assert ref['no_target'] == (ref['ann_id'] == [-1]) == (ref['category_id'] == [-1])
+        for ann_id in [] if ref['no_target'] else ref['ann_id']:
+            assert anns[ann_id]['image_id'] == ref['image_id']
+        assert (out / 'images' / 'grefs' / ref['file_name']).is_file()
+    assert any(r['no_target'] for r in refs) and any(len(r['ann_id']) > 1 for r in refs)
+    with pytest.raises(SystemExit):
+        cli.main([str(tmp_path / 'x'), '--task', 'generalized', '--format', 'rrsisd'])
+    assert '--task generalized writes the gRefCOCO layout only' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([str(tmp_path / 'y'), '--no-target-share', '0.3'])
+    assert 'only apply to --task generalized' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='gRefCOCO layout'):
+        synthetic_generate = __import__('btdnet.datasets.synthetic', fromlist=['generate']).generate
+        synthetic_generate(str(tmp_path / 'z'), num_images=4, task='generalized')

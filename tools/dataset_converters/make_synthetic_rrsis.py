@@ -1,16 +1,22 @@
 """Write a synthetic referring remote-sensing dataset in the RRSIS-D and/or RefSegRS layout.
 
 A command line over :mod:`btdnet.datasets.synthetic` (scenes, sentences and layouts are described
-there). Layouts written under OUT (see ``configs/_base_/datasets/{synthetic_rrsis,refsegrs}.py``)::
+there). Layouts written under OUT (see ``configs/_base_/datasets/synthetic_*.py``)::
 
-    OUT/rrsisd/refs(unc).p, OUT/rrsisd/instances.json, OUT/images/rrsisd/JPEGImages/*.jpg
-    OUT/refsegrs/images/<id>.tif, OUT/refsegrs/masks/<id>.tif (0/255),
-    OUT/refsegrs/output_phrase_{train,val,test}.txt
+    --format rrsisd    OUT/rrsisd/refs(unc).p, OUT/rrsisd/instances.json,
+                       OUT/images/rrsisd/JPEGImages/*.jpg
+    --format refsegrs  OUT/refsegrs/images/<id>.tif, OUT/refsegrs/masks/<id>.tif (0/255),
+                       OUT/refsegrs/output_phrase_{train,val,test}.txt
+    --format grefs     OUT/grefs/grefs(unc).json, OUT/grefs/instances.json, OUT/images/grefs/*.jpg
+                       (the gRefCOCO layout; the only one for --task generalized, whose
+                       sentences may name no object or several)
 
 Example::
 
     python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_rrsis --format both \
         --num-images 300 --seed 0 --size 256
+    python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_grefs --format grefs \
+        --task generalized --num-images 300 --size 128 --object-scale 1.8
 """
 
 import argparse
@@ -18,7 +24,7 @@ import json
 import os.path as osp
 import time
 
-from btdnet.datasets.synthetic import TASKS, DistractorOptions, generate
+from btdnet.datasets.synthetic import TASKS, DistractorOptions, GeneralizedOptions, generate
 
 
 def _flag(option: str) -> str:
@@ -29,7 +35,11 @@ def _flag(option: str) -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('out_dir', help='output root, e.g. data/synthetic_rrsis')
-    parser.add_argument('--format', choices=('rrsisd', 'refsegrs', 'both'), default='both')
+    parser.add_argument(
+        '--format',
+        choices=('rrsisd', 'refsegrs', 'grefs', 'both'),
+        help='both: rrsisd and refsegrs (default; grefs for --task generalized)',
+    )
     parser.add_argument('--num-images', type=int, default=300)
     parser.add_argument(
         '--eval-images',
@@ -49,10 +59,11 @@ def parse_args(argv=None):
         choices=TASKS,
         default='colours',
         help='colours: every object in its own colour, the colour word decides (default); '
-        'distractors: objects share colours and categories, sentences name what they need',
+        'distractors: objects share colours and categories, sentences name what they need; '
+        'generalized: distractor scenes whose sentences may also name no object or several',
     )
     defaults = DistractorOptions()
-    group = parser.add_argument_group('distractor task (--task distractors)')
+    group = parser.add_argument_group('distractor task (--task distractors or generalized)')
     group.add_argument(
         '--num-objects',
         type=int,
@@ -81,6 +92,17 @@ def parse_args(argv=None):
         default=None,
         help='paint vehicles, tennis courts and buildings without their markings',
     )
+    shares = GeneralizedOptions()
+    group = parser.add_argument_group('generalized task (--task generalized)')
+    for name, what in (
+        ('no_target_share', 'sentences that name no object'),
+        ('multi_target_share', 'sentences that name several objects'),
+    ):
+        group.add_argument(
+            '--' + name.replace('_', '-'),
+            type=float,
+            help=f'share of {what} (default {getattr(shares, name)})',
+        )
     args = parser.parse_args(argv)
     given = {
         k: tuple(v) if k == 'num_objects' else v
@@ -92,10 +114,23 @@ def parse_args(argv=None):
             f'--eval-images {args.eval_images}: expected >= 0 and less than half of '
             f'--num-images {args.num_images} (training keeps a scene)'
         )
-    if given and args.task != 'distractors':
-        parser.error(f'{", ".join(_flag(k) for k in given)} only apply to --task distractors')
+    if given and args.task == 'colours':
+        parser.error(
+            f'{", ".join(_flag(k) for k in given)} only apply to --task distractors or generalized'
+        )
+    shares = {k: v for k, v in vars(args).items() if k.endswith('_target_share') and v is not None}
+    if shares and args.task != 'generalized':
+        parser.error(f'{", ".join(_flag(k) for k in shares)} only apply to --task generalized')
+    if args.format is None:
+        args.format = 'grefs' if args.task == 'generalized' else 'both'
+    if args.task == 'generalized' and args.format != 'grefs':
+        parser.error(
+            f'--format {args.format}: --task generalized writes the gRefCOCO layout only '
+            '(--format grefs): its sentences may name no object or several'
+        )
     try:
-        args.options = DistractorOptions(**given) if args.task == 'distractors' else None
+        args.options = DistractorOptions(**given) if args.task != 'colours' else None
+        args.generalized = GeneralizedOptions(**shares) if args.task == 'generalized' else None
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -116,6 +151,7 @@ def main(argv=None):
         task=args.task,
         options=args.options,
         eval_images=args.eval_images,
+        generalized=args.generalized,
     )
     seconds = time.perf_counter() - start
     meta = json.loads(open(osp.join(args.out_dir, 'synthetic_meta.json')).read())
@@ -124,6 +160,7 @@ def main(argv=None):
         f'in {seconds:.1f} s ({args.num_images / seconds:.0f} images/s); samples per split: '
         f'{counts}\n[make_synthetic_rrsis] sentences naming {meta["named"]}; targets with a '
         f'distractor of the same category / colour / both (twin): {meta["distractors"]}'
+        f'\n[make_synthetic_rrsis] sentences by kind: {meta["kinds"]}'
     )
 
 

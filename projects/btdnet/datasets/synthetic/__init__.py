@@ -5,7 +5,9 @@
   :func:`split_scenes` renders a split again from a dataset's ``synthetic_meta.json``.
 * :mod:`.sentences`: the position words and :func:`describe_options`, which lists the sentences
   that pick out exactly one object.
-* :mod:`.writer`: :func:`generate` writes a dataset in the RRSIS-D and RefSegRS layouts;
+* :mod:`.generalized`: the generalized task's sentences with no target or several targets
+  (:func:`referring_sentences`) and its reader (:func:`read_referents`).
+* :mod:`.writer`: :func:`generate` writes a dataset in the RRSIS-D, RefSegRS and gRefCOCO layouts;
   :func:`write_scene` writes a mosaic of scenes as one GeoTIFF.
 
 The command lines are ``tools/dataset_converters/make_synthetic_rrsis.py`` and
@@ -13,6 +15,12 @@ The command lines are ``tools/dataset_converters/make_synthetic_rrsis.py`` and
 package directly.
 """
 
+from .generalized import (
+    GeneralizedOptions,
+    ReferringSentence,
+    read_referents,
+    referring_sentences,
+)
 from .scenes import (
     CATEGORIES,
     COLOURS,
@@ -24,11 +32,14 @@ from .scenes import (
     split_scenes,
 )
 from .sentences import POSITION_WORDS, describe_options, distractor_kinds
-from .writer import generate, write_scene
+from .writer import FORMATS, generate, write_scene
 
 __all__ = [
     'CATEGORIES',
     'COLOURS',
+    'FORMATS',
+    'GeneralizedOptions',
+    'ReferringSentence',
     'POSITION_WORDS',
     'SPLITS',
     'TASKS',
@@ -37,6 +48,8 @@ __all__ = [
     'distractor_kinds',
     'generate',
     'make_scene',
+    'read_referents',
+    'referring_sentences',
     'split_of',
     'split_scenes',
     'write_scene',

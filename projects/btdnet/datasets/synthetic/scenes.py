@@ -45,7 +45,9 @@ SHAPES = {
     'airplane': ((0.15, 0.21), (0.9, 1.0)),
 }
 SPLITS = ('train', 'val', 'test')
-TASKS = ('colours', 'distractors')
+# 'generalized' scenes are 'distractors' scenes; the task adds no- and several-target sentences
+# (see .generalized).
+TASKS = ('colours', 'distractors', 'generalized')
 
 
 def _rotate(points: np.ndarray, angle: float, centre) -> np.ndarray:
@@ -337,7 +339,9 @@ def make_scene(
             "the {colour} {category} {position}"; the colour word alone decides.
             ``'distractors'``: objects share colours and categories (see
             :class:`DistractorOptions`), and each sentence names what it needs to pick its
-            target out (:func:`describe_options`).
+            target out (:func:`describe_options`). ``'generalized'``: the scene of
+            ``'distractors'`` (its sentences with no or several targets come from
+            :func:`~.generalized.referring_sentences`).
         options (DistractorOptions, optional): Settings of the distractor task; None for the
             defaults.
 
