@@ -23,6 +23,7 @@ EXPECTED = {
         'ImageGuidedRefiner',
         'MultiScaleContextIntegration',
         'ONNXRuntimeSegmentor',
+        'NoTargetHead',
         'RephraseHead',
         'TwinStreamHead',
     ],

@@ -62,9 +62,10 @@ class BTDNet(EncoderDecoder):
             rephrase_head.loss(dict(V*, L*, text_mask, L_m, L_0, attention_mask))
                -> aux.loss_re = eta * MSE(L_re, L_0)  (Eq. 12-14)
 
-    2. ``predict``: mmseg's inference; no rephrase head. The sentences are tokenised once per
-       batch, not once per slide crop; in slide mode L_m (E_m through BERT, which does not
-       depend on the image) is also encoded once for all crops.
+    2. ``predict``: mmseg's inference, then the no-target decision (below); no rephrase head.
+       The sentences are tokenised once per batch, not once per slide crop; in slide mode L_m
+       (E_m through BERT, which does not depend on the image) is also encoded once for all
+       crops.
 
     .. code:: text
 
@@ -72,11 +73,14 @@ class BTDNet(EncoderDecoder):
       ├─ inference(): tokenize(metas) once [slide: L_m once]
       │  └─ whole_inference() / slide_inference()   (test_cfg.mode)
       │     encode_decode(img or crop, batch_img_metas)
-      │        backbone(img, **tokens) -> decode_head.predict() -> (B, 2, h, w) logits
+      │        backbone(img, **tokens) -> decode_head.forward(need_visual_star=False)
       │        (the head's lean forward: the last MCI round queries the stage-2 tokens only)
+      │        -> decode_head.predict_by_feat() -> (B, 2, h, w) logits
       │        [-> refiner(img, logits), when the config has one]
-      └─ postprocess_result(): crop padding, resize to ori_shape, argmax
-            -> pred_sem_seg (1, H0, W0) 0/1 (1 where O_fg > O_bg), seg_logits (2, H0, W0)
+      │        [no_target_head(L*, V*) -> (B, 2) logits, kept for the decision]
+      ├─ postprocess_result(): crop padding, resize to ori_shape, argmax
+      │     -> pred_sem_seg (1, H0, W0) 0/1 (1 where O_fg > O_bg), seg_logits (2, H0, W0)
+      └─ _decide_no_target(): pred_no_target, no_target_prob; "no target" empties pred_sem_seg
 
     3. ``_forward`` (tensor mode): backbone() -> decode_head.forward(need_visual_star=False)
        ['seg_logits'], (B, 2, H/4, W/4) (with a refiner: refined, (B, 2, H, W)). It takes the
@@ -86,12 +90,23 @@ class BTDNet(EncoderDecoder):
     H/4 logits at the input's resolution from the image's pixels; the head's loss is then taken
     on the refined logits (``decode.*``) and, weighted, on its own (``coarse.*``).
 
+    Every prediction says whether the sentence names anything in the image (generalized
+    referring; not in the paper): ``pred_no_target`` and ``no_target_prob`` in its metainfo, and
+    an empty ``pred_sem_seg`` when it names nothing. With a no-target head
+    (``no_target_head=dict(type='NoTargetHead')``, trained on ``no_target`` samples: loss
+    ``no_target.loss_nt``) the head decides, from the last MCI round's L* and V*; without one
+    (the paper) the mask decides: no target where O_fg never beats O_bg, with
+    ``no_target_prob = sigmoid(-max(O_fg - O_bg))`` (0.5 exactly at the mask's own rule).
+
     Args:
         backbone (dict): ``BidirectionalFeatureExtractor`` config (Swin + BERT + BSC). It must
             have a ``text_encoder`` attribute when a rephrase head is used (for L_0).
         decode_head (dict): ``TwinStreamHead`` config.
         rephrase_head (dict, optional): ``RephraseHead`` config; None for "without L_re".
         refiner (dict, optional): ``ImageGuidedRefiner`` config; None (the paper) for none.
+        no_target_head (dict, optional): ``NoTargetHead`` config, for generalized referring
+            (sentences that may name nothing); None (the paper) decides "no target" from the
+            mask alone.
         train_cfg (dict, optional): Training config.
         test_cfg (dict, optional): ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(h, w), stride=(h, w))``.
@@ -105,6 +120,7 @@ class BTDNet(EncoderDecoder):
         decode_head: ConfigType,
         rephrase_head: OptConfigType = None,
         refiner: OptConfigType = None,
+        no_target_head: OptConfigType = None,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -122,6 +138,7 @@ class BTDNet(EncoderDecoder):
         )
         self.rephrase_head = MODELS.build(rephrase_head) if rephrase_head is not None else None
         self.refiner = MODELS.build(refiner) if refiner is not None else None
+        self.no_target_head = MODELS.build(no_target_head) if no_target_head else None
         if not hasattr(self.backbone, 'text_encoder'):
             raise AttributeError(
                 f'BTDNet: the backbone must have a text_encoder (its tokenizer reads the '
@@ -129,11 +146,17 @@ class BTDNet(EncoderDecoder):
                 'none.'
             )
         self._inference_text = None  # the batch's tokens while inference() runs
+        self._no_target_logits = None  # the no-target head's logits of each encode_decode call
 
     @property
     def with_rephrase_head(self) -> bool:
         """Whether the model has the D-MOLS rephrase head."""
         return self.rephrase_head is not None
+
+    @property
+    def with_no_target_head(self) -> bool:
+        """Whether a learnt head decides "no target" (else the mask alone does)."""
+        return self.no_target_head is not None
 
     @property
     def with_refiner(self) -> bool:
@@ -248,7 +271,10 @@ class BTDNet(EncoderDecoder):
         if text is None:
             text = self._batch_text(inputs, batch_img_metas, for_loss=False)
         feats = self.backbone(inputs, **text)
-        return self.refine(inputs, self.decode_head.predict(feats, batch_img_metas, self.test_cfg))
+        outputs = self.decode_head.forward(feats, need_visual_star=False)
+        if self._no_target_logits is not None:
+            self._no_target_logits.append(self.no_target_head(outputs))
+        return self.refine(inputs, self.decode_head.predict_by_feat(outputs, batch_img_metas))
 
     # ------------------------------------------------------------------ training
     def _decode_head_forward_train(
@@ -308,6 +334,9 @@ class BTDNet(EncoderDecoder):
         """
         feats = self.extract_feat(inputs, text=self._batch_text(inputs, data_samples, True))
         losses, decode_outputs = self._decode_head_forward_train(feats, data_samples, inputs)
+        if self.with_no_target_head:
+            nt_losses = self.no_target_head.loss(decode_outputs, data_samples)
+            losses.update(add_prefix(nt_losses, 'no_target'))
         if self.with_rephrase_head:
             losses.update(self._rephrase_head_forward_train(feats, decode_outputs, data_samples))
         return losses
@@ -325,7 +354,36 @@ class BTDNet(EncoderDecoder):
             raise ValueError(
                 'BTDNet.predict: data samples with the sentence (metainfo "text") are required.'
             )
-        return super().predict(inputs, data_samples)
+        self._no_target_logits = [] if self.with_no_target_head else None
+        try:
+            samples = super().predict(inputs, data_samples)
+            crop_logits = self._no_target_logits
+        finally:
+            self._no_target_logits = None
+        return self._decide_no_target(samples, crop_logits)
+
+    def _decide_no_target(self, samples: SampleList, crop_logits: list | None) -> SampleList:
+        """Sets ``pred_no_target`` / ``no_target_prob`` and empties the masks of "no target".
+
+        ``crop_logits``: the head's (B, 2) logits of each encode_decode call (one in whole mode,
+        one per window position in slide mode, where the image names something if any window
+        does), or None without a head (the mask decides).
+        """
+        if crop_logits:
+            probs = torch.stack([self.no_target_head.no_target_prob(x) for x in crop_logits])
+            probs = probs.amin(0).tolist()
+        for i, sample in enumerate(samples):
+            if crop_logits:
+                prob = probs[i]
+                no_target = prob >= self.no_target_head.threshold
+            else:
+                logits = sample.seg_logits.data
+                margin = float((logits[1] - logits[0]).max())
+                prob, no_target = float(torch.sigmoid(torch.tensor(-margin))), margin <= 0
+            if no_target:
+                sample.pred_sem_seg.data.zero_()
+            sample.set_metainfo(dict(pred_no_target=bool(no_target), no_target_prob=float(prob)))
+        return samples
 
     def _forward(
         self,

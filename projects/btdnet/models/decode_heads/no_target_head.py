@@ -1,0 +1,110 @@
+"""No-target head: does the sentence name anything in the image? (Not in the paper.)
+
+Generalized referring (gRefCOCO / GRES, and the generalized remote-sensing sets) has sentences
+that name no object. As ReLA does with its region queries, a small 2-way classifier decides it,
+here from the last MCI round of the TwinStream head (Eq. 6-7): the sentence's [CLS] token of L*
+and V* averaged over its stage-2 tokens (the tokens the Fg-Bg predictor reads; the lean predict
+forward computes only those). A sample predicted "no target" gets an empty mask.
+
+    z     = [L*_cls, mean(V*_2), L*_cls * mean(V*_2)]          (B, 3C)
+    logit = W_2 ReLU(W_1 LN(z))                                (B, 2): [target, no target]
+    loss  = loss_weight * CE(logit, no_target)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from mmseg.utils import OptMultiConfig, SampleList
+from torch import Tensor
+
+__all__ = ['NoTargetHead', 'no_target_labels']
+
+
+def no_target_labels(data_samples: SampleList, device=None) -> Tensor:
+    """(B,) long: 1 where a sample's metainfo says ``no_target`` (absent: 0, a target)."""
+    labels = [bool(s.metainfo.get('no_target', False)) for s in data_samples]
+    return torch.tensor(labels, dtype=torch.long, device=device)
+
+
+@MODELS.register_module()
+class NoTargetHead(BaseModule):
+    """2-way classifier [target, no target] on L* ([CLS]) and pooled V* of the last MCI round.
+
+    Args:
+        in_channels (int): MCI width C of L* and V*.
+        channels (int): Hidden width of the classifier.
+        loss_weight (float): Weight of the cross-entropy. Default 1.0.
+        no_target_weight (float): Class weight of "no target" in the cross-entropy (the other
+            class weighs 1); above 1 where no-target samples are rare. Default 1.0.
+        threshold (float): A sample is "no target" where the no-target probability reaches this.
+            Default 0.5 (the arg-max).
+        loss_name (str): Key of the loss; must start with ``loss_``.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 256,
+        channels: int = 256,
+        loss_weight: float = 1.0,
+        no_target_weight: float = 1.0,
+        threshold: float = 0.5,
+        loss_name: str = 'loss_nt',
+        init_cfg: OptMultiConfig = None,
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not loss_name.startswith('loss_'):
+            raise ValueError(f'NoTargetHead: loss_name must start with "loss_", got {loss_name!r}.')
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f'NoTargetHead: threshold must lie in (0, 1), got {threshold}.')
+        self.in_channels = in_channels
+        self.loss_weight = loss_weight
+        self.threshold = threshold
+        self.loss_name = loss_name
+        self.register_buffer('class_weight', torch.tensor([1.0, float(no_target_weight)]))
+        self.classifier = nn.Sequential(
+            nn.LayerNorm(3 * in_channels),
+            nn.Linear(3 * in_channels, channels),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels, 2),
+        )
+
+    def forward(self, decode_outputs: dict) -> Tensor:
+        """No-target logits from the TwinStream head's forward.
+
+        Args:
+            decode_outputs (dict): ``text_star`` L* (B, N, C), ``visual_star`` V* (B, S, C) and
+                ``spatial_shapes`` (its first level: the stage-2 tokens, which come first).
+
+        Returns:
+            Tensor: (B, 2) logits, [target, no target].
+        """
+        text_star, visual_star = decode_outputs['text_star'], decode_outputs['visual_star']
+        if text_star.shape[-1] != self.in_channels:
+            raise ValueError(
+                f'NoTargetHead: expected L* with in_channels={self.in_channels}, found '
+                f'{tuple(text_star.shape)}.'
+            )
+        h, w = (int(v) for v in decode_outputs['spatial_shapes'][0])
+        cls, pooled = text_star[:, 0], visual_star[:, : h * w].mean(1)
+        return self.classifier(torch.cat((cls, pooled, cls * pooled), dim=-1))
+
+    def loss(self, decode_outputs: dict, data_samples: SampleList) -> dict:
+        """Cross-entropy against each sample's ``no_target`` (metainfo; absent means a target).
+
+        Returns:
+            dict: ``{loss_name: loss}`` and ``acc_nt`` (percent of samples decided right).
+        """
+        logits = self.forward(decode_outputs).float()
+        labels = no_target_labels(data_samples, logits.device)
+        loss = F.cross_entropy(logits, labels, weight=self.class_weight.to(logits))
+        acc = (logits.argmax(1) == labels).float().mean() * 100
+        return {self.loss_name: self.loss_weight * loss, 'acc_nt': acc.detach()}
+
+    def no_target_prob(self, logits: Tensor) -> Tensor:
+        """(B,) probability of "no target" from the (B, 2) logits."""
+        return logits.float().softmax(-1)[:, 1]
