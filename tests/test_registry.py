@@ -26,7 +26,7 @@ EXPECTED = {
         'RephraseHead',
         'TwinStreamHead',
     ],
-    DATASETS: ['RRSISDDataset', 'RefSegRSDataset'],
+    DATASETS: ['GRefCOCODataset', 'RRSISDDataset', 'RefSegRSDataset'],
     TRANSFORMS: [
         'ExtractKeyPhraseSpans',
         'LoadRSImageFromFile',

@@ -24,27 +24,35 @@ NO_TARGET_ANN_ID = -1
 def ref_ann_ids(ref: dict, where: str) -> tuple:
     """The distinct annotation ids a ref points at, in order; ``()`` for a ref without target.
 
-    A ref has no target when ``ann_id`` is ``-1`` or ``[-1]`` or ``no_target`` is true (gRefCOCO
-    sets both). ``ann_id`` may be a scalar or a list.
+    ``ann_id`` may be a scalar or a list. A ref has no target when ``ann_id`` is ``-1`` or
+    ``[-1]``, or when ``no_target`` is true (gRefCOCO sets both; with ``no_target`` true,
+    ``ann_id`` may also be absent or ``[]``).
 
     Args:
-        ref (dict): A ref with ``ann_id`` (and optionally ``no_target``).
+        ref (dict): A ref with ``ann_id`` and / or ``no_target``.
         where (str): The file and ref, for messages.
 
     Raises:
-        ValueError: ``ann_id`` is not an int or a non-empty list of ints, mixes -1 with
-            annotation ids, or names annotations while ``no_target`` is true.
+        ValueError: ``no_target`` is not a bool; ``ann_id`` is missing, is not an int or a
+            non-empty list of ints, mixes -1 with annotation ids, or names annotations while
+            ``no_target`` is true.
     """
-    raw = ref['ann_id']
-    ids = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    no_target = ref.get('no_target', False)
+    if not isinstance(no_target, bool):
+        raise ValueError(f'{where}: expected `no_target` true or false, found {no_target!r}')
+    raw = ref.get('ann_id')
+    if raw is None and not no_target:
+        raise ValueError(f'{where}: expected the key `ann_id`, found {sorted(ref)}')
+    ids = [] if raw is None else list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    if no_target and ids in ([], [NO_TARGET_ANN_ID]):
+        return ()
+    if no_target:
+        raise ValueError(f'{where}: `no_target` is true but `ann_id` names annotations {raw!r}')
     if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValueError(
             f'{where}: expected `ann_id` as an int or a non-empty list of ints ([-1] for no '
             f'target), found {raw!r:.200}'
         )
-    no_target = ref.get('no_target', False)
-    if not isinstance(no_target, bool):
-        raise ValueError(f'{where}: expected `no_target` true or false, found {no_target!r}')
     if NO_TARGET_ANN_ID in ids:
         if len(ids) > 1:
             raise ValueError(
@@ -52,8 +60,6 @@ def ref_ann_ids(ref: dict, where: str) -> tuple:
                 f'{ids}'
             )
         return ()
-    if no_target:
-        raise ValueError(f'{where}: `no_target` is true but `ann_id` names annotations {ids}')
     return tuple(dict.fromkeys(ids))
 
 
@@ -136,7 +142,7 @@ class GRefCOCODataset(ReferCocoDataset):
     def _ref_samples(self, ref: dict, coco: CocoInstances) -> list[dict]:
         """The samples (one per sentence) of one ref."""
         where = f'{self.ann_file}: ref_id {ref.get("ref_id")}'
-        require_keys(ref, ('ann_id', 'image_id', 'sentences'), where)
+        require_keys(ref, ('image_id', 'sentences'), where)
         ann_ids = ref_ann_ids(ref, where)
         image = coco.image(ref['image_id'], where)
         anns = [coco.annotation(ann_id, where) for ann_id in ann_ids]
