@@ -175,7 +175,8 @@ class RRSISMetric(BaseMetric):
             ``'input'`` resizes prediction and ground truth to the network input size
             (``img_shape``, nearest neighbour) first, as LAVT and RMSIN score at 480 x 480.
         per_category (bool): Add ``mIoU/<category>`` to the returned metrics. The per-category
-            table is logged either way. Default True.
+            table is logged either way; on a generalized split it covers the targeted samples
+            (``mIoU`` / ``oIoU`` as LAVT's). Default True.
         dump_file (str, optional): Path of the per-sample dump, ending in ``.json`` or ``.csv``.
         output_dir (str, optional): Folder for predicted masks and their index.
         format_only (bool): Only write predictions (``output_dir``), for test sets without

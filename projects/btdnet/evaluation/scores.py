@@ -166,7 +166,8 @@ def gres_scores(
 
     Returns:
         tuple: OrderedDict ``gIoU``, ``cIoU``, ``N-acc``, ``T-acc``, ``Pr@X``, ``oIoU``,
-        ``mIoU`` (percent), and the :class:`DecisionCounts`.
+        ``mIoU`` (percent; a ratio whose denominator is 0, e.g. ``cIoU`` when every sample is a
+        rejected no-target one, is 0), and the :class:`DecisionCounts`.
     """
     inter = np.asarray(intersections, dtype=np.int64)
     union = np.asarray(unions, dtype=np.int64)
