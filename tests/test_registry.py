@@ -27,7 +27,7 @@ EXPECTED = {
         'RephraseHead',
         'TwinStreamHead',
     ],
-    DATASETS: ['RRSISDDataset', 'RefSegRSDataset'],
+    DATASETS: ['GRefCOCODataset', 'RRSISDDataset', 'RefSegRSDataset'],
     TRANSFORMS: [
         'ExtractKeyPhraseSpans',
         'LoadRSImageFromFile',

@@ -12,13 +12,23 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from btdnet.evaluation import RRSISMetric, existence_score
+from btdnet.evaluation import RRSISMetric, existence_score, iou_from_counts, sample_ious
 
 
 def make_sample(
-    pred, gt=None, sample_id='s', category=None, text='the thing', logits=None, img_shape=None
+    pred,
+    gt=None,
+    sample_id='s',
+    category=None,
+    text='the thing',
+    logits=None,
+    img_shape=None,
+    **meta,
 ):
-    """A model output as the runner hands it to the metric (a dict of a SegDataSample)."""
+    """A model output as the runner hands it to the metric (a dict of a SegDataSample).
+
+    ``meta``: further metainfo (``no_target``, ``pred_no_target``, ...).
+    """
     pred = torch.as_tensor(np.asarray(pred), dtype=torch.long)
     sample = SegDataSample()
     sample.set_metainfo(
@@ -29,6 +39,7 @@ def make_sample(
             img_path=f'/imgs/{sample_id}.png',
             ori_shape=tuple(pred.shape),
             img_shape=img_shape or tuple(pred.shape),
+            **meta,
         )
     )
     sample.pred_sem_seg = PixelData(data=pred[None])
@@ -268,3 +279,186 @@ def test_bad_input_errors_name_what_and_where():
         metric.process({}, [make_sample(np.zeros((2, 2)), np.zeros((3, 3)), 'bad')])
     with pytest.raises(KeyError, match='gt_sem_seg.*sample_id nogt.*format_only'):
         metric.process({}, [make_sample(np.zeros((2, 2)), None, 'nogt')])
+
+
+# ---------------------------------------------------------------- generalized splits (GRES)
+LAVT_KEYS = ['Pr@0.5', 'Pr@0.6', 'Pr@0.7', 'Pr@0.8', 'Pr@0.9', 'oIoU', 'mIoU']
+
+
+def row(*spans, width=10):
+    """A (1, width) 0/1 mask, target pixels in the half-open ranges ``spans``."""
+    mask = np.zeros((1, width), np.uint8)
+    for start, stop in spans:
+        mask[0, start:stop] = 1
+    return mask
+
+
+# (sample_id, gt, pred, no_target, model decision (None: the mask alone decides), category,
+#  hand I, hand U) -- I and U as scored: a decision of no target counts as an empty mask.
+CASES = [
+    # no-target samples (ground truth empty)
+    ('n1', row(), row(), True, True, 'no target', 0, 0),  # TP
+    ('n2', row(), row(), True, True, 'no target', 0, 0),  # TP
+    ('n3', row(), row((0, 3)), True, False, 'no target', 0, 3),  # FN, 3 marked pixels
+    ('n4', row(), row((2, 7)), True, False, 'no target', 0, 5),  # FN, 5 marked pixels
+    ('n5', row(), row(), True, None, 'no target', 0, 0),  # TP by the empty mask
+    ('n6', row(), row((8, 10)), True, None, 'no target', 0, 2),  # FN by the mask, 2 pixels
+    ('n7', row(), row((0, 4)), True, True, 'no target', 0, 0),  # TP: the decision wins
+    # targeted samples
+    ('t1', row((0, 4)), row(), False, True, 'car', 0, 4),  # FP
+    ('t2', row((0, 6)), row(), False, None, 'car', 0, 6),  # FP by the empty mask
+    ('t3', row((0, 5)), row((0, 5)), False, False, 'car', 5, 5),  # 1
+    ('t4', row((0, 4)), row((0, 2)), False, None, 'car', 2, 4),  # 0.5
+    ('t5', row((0, 10)), row((0, 7)), False, False, 'car', 7, 10),  # 0.7
+    ('t6', row((0, 5)), row((2, 8)), False, False, 'car', 3, 8),  # 0.375
+    ('t7', row((0, 9)), row((0, 8)), False, None, 'car', 8, 9),  # 8/9
+    ('t8', row((0, 5)), row((5, 10)), False, None, 'car + tree', 0, 10),  # 0, decided targeted
+    ('t9', row((0, 10)), row((0, 6)), False, False, 'car + tree', 6, 10),  # 0.6
+    ('t10', row((0, 6)), row((0, 5)), False, False, 'car + tree', 5, 6),  # 5/6
+    ('t11', row((0, 3)), row(), False, True, 'car + tree', 0, 3),  # FP
+    ('t12', row((0, 10)), row((1, 10)), False, False, 'car + tree', 9, 10),  # 0.9
+    ('t13', row((0, 8)), row((0, 10)), False, None, 'car + tree', 8, 10),  # 0.8
+]
+
+
+def gres_samples(cases=CASES, generalized=True):
+    samples = []
+    for k, (sid, gt, pred, no_target, decision, cat, _, _) in enumerate(cases):
+        meta = dict(no_target=no_target, num_targets=0 if no_target else 1 + k % 2)
+        if not generalized:
+            meta = {}
+        if decision is not None:
+            meta.update(pred_no_target=decision, no_target_prob=0.9 if decision else 0.2)
+        samples.append(make_sample(pred, gt, sid, cat, **meta))
+    return samples
+
+
+def test_gres_figures_match_hand_computed_values():
+    metric = RRSISMetric()
+    metric.process({}, gres_samples())
+    assert [(r['I'], r['U']) for r in metric.results] == [(c[6], c[7]) for c in CASES]
+    scores = metric.evaluate(len(CASES))
+    # Decisions: no-target n1 n2 n5 n7 predicted so (TP = 4), n3 n4 n6 not (FN = 3);
+    # targeted t1 t2 t11 predicted no-target (FP = 3), the other 10 targeted (TN = 10).
+    assert scores['N-acc'] == pytest.approx(100 * 4 / 7, abs=1e-12)
+    assert scores['T-acc'] == pytest.approx(100 * 10 / 13, abs=1e-12)
+    # gIoU: 1 for each TP (4), 0 for FN and FP, I / U for the 10 TN:
+    # 1 + 0.5 + 0.7 + 0.375 + 8/9 + 0 + 0.6 + 5/6 + 0.9 + 0.8; over all 20 samples.
+    tn_sum = 1 + 0.5 + 0.7 + 0.375 + 8 / 9 + 0 + 0.6 + 5 / 6 + 0.9 + 0.8
+    assert scores['gIoU'] == pytest.approx(100 * (4 + tn_sum) / 20, abs=1e-12)
+    # cIoU: I = 5+2+7+3+8+6+5+9+8 = 53; U = targeted 4+6+5+4+10+8+9+10+10+6+3+10+10 = 95,
+    # plus the marked pixels of the no-target samples predicted targeted: 3 + 5 + 2 = 10.
+    assert scores['cIoU'] == pytest.approx(100 * 53 / 105, abs=1e-12)
+    # LAVT figures over the 13 targeted samples: oIoU = 53 / 95; IoUs (t1..t13)
+    # 0, 0, 1, .5, .7, .375, 8/9, 0, .6, 5/6, 0, .9, .8 -> the same sum as tn_sum.
+    assert scores['oIoU'] == pytest.approx(100 * 53 / 95, abs=1e-12)
+    assert scores['mIoU'] == pytest.approx(100 * tn_sum / 13, abs=1e-12)
+    # >= .5: t3 t4 t5 t7 t9 t10 t12 t13; >= .6: drop t4; >= .7: drop t9; >= .8: drop t5;
+    # >= .9: t3 and t12 only.
+    for thr, hits in (('0.5', 8), ('0.6', 7), ('0.7', 6), ('0.8', 5), ('0.9', 2)):
+        assert scores[f'Pr@{thr}'] == pytest.approx(100 * hits / 13, abs=1e-12), thr
+    assert scores['mIoU/car'] == pytest.approx(100 * (1 + 0.5 + 0.7 + 0.375 + 8 / 9) / 7)
+    assert scores['mIoU/car + tree'] == pytest.approx(100 * (0.6 + 5 / 6 + 0.9 + 0.8) / 6)
+    assert list(scores) == [
+        'gIoU',
+        'cIoU',
+        'N-acc',
+        'T-acc',
+        *LAVT_KEYS,
+        'mIoU/car',
+        'mIoU/car + tree',
+    ]
+
+
+def test_decision_fields_recorded():
+    metric = RRSISMetric()
+    metric.process({}, gres_samples())
+    by_id = {r['sample_id']: r for r in metric.results}
+    assert (by_id['n5']['pred_no_target'], by_id['n5']['no_target_prob']) == (True, None)
+    assert (by_id['n6']['pred_no_target'], by_id['t2']['pred_no_target']) == (False, True)
+    assert by_id['n7']['pred_no_target'] is True and by_id['n7']['no_target_prob'] == 0.9
+    assert by_id['t3']['no_target'] is False and by_id['t3']['num_targets'] == 2
+
+
+def test_split_without_no_target_samples_is_unchanged(log_messages, tmp_path):
+    """Targeted samples only: keys, values, tables and dump are RRSIS-D's, decisions or not."""
+    targeted = [c for c in CASES if not c[3]]
+    outputs = []
+    for generalized in (False, True):
+        log_messages.clear()
+        dump = tmp_path / 'd.csv'  # one path: the log lines name it
+        scores = evaluate(RRSISMetric(dump_file=str(dump)), gres_samples(targeted, generalized))
+        outputs.append((scores, list(log_messages), dump.read_text()))
+    (plain, plain_log, plain_dump), (marked, marked_log, marked_dump) = outputs
+    assert plain == marked and marked_log == plain_log and marked_dump == plain_dump
+    assert list(plain) == [*LAVT_KEYS, 'mIoU/car', 'mIoU/car + tree']
+    assert plain['oIoU'] == pytest.approx(100 * 53 / 95, abs=1e-12)  # by hand, as above
+    assert plain_dump.splitlines()[0] == (
+        'sample_id,text,category,img_path,I,U,IoU,fg_fraction,fg_margin'
+    )
+    assert not [m for m in plain_log if 'GRES' in m]
+
+
+def test_generalized_tables_and_dump_columns(log_messages, tmp_path):
+    log_messages.clear()
+    metric = RRSISMetric(dump_file=str(tmp_path / 'd.json'), output_dir=str(tmp_path / 'out'))
+    evaluate(metric, gres_samples())
+    gres = [m for m in log_messages if m.startswith('GRES scores')]
+    assert len(gres) == 1
+    header, values = [line for line in gres[0].splitlines() if line.startswith('|')][:2]
+    assert [c.strip() for c in header.split('|')[1:-1]] == [
+        'gIoU',
+        'cIoU',
+        'N-acc',
+        'T-acc',
+        'samples',
+        'no target',
+        'TP',
+        'FN',
+        'TN',
+        'FP',
+    ]
+    assert [c.strip() for c in values.split('|')[1:-1]][4:] == ['20', '7', '4', '3', '10', '3']
+    lavt = next(m for m in log_messages if 'over the targeted samples' in m)
+    assert lavt.splitlines()[-2].split('|')[-2].strip() == '13'  # the samples column
+    dump = {r['sample_id']: r for r in json.loads((tmp_path / 'd.json').read_text())}
+    assert list(dump['n1'])[-5:] == [
+        'no_target',
+        'num_targets',
+        'pred_no_target',
+        'no_target_prob',
+        'gIoU',
+    ]
+    assert (dump['n1']['IoU'], dump['n1']['gIoU']) == (0.0, 1.0)  # LAVT 0 / GRES 1 for 0 / 0
+    assert (dump['n3']['gIoU'], dump['t1']['gIoU'], dump['t4']['gIoU']) == (0.0, 0.0, 0.5)
+    with open(tmp_path / 'out' / 'index.csv', newline='') as f:
+        index = list(csv.DictReader(f))
+    assert list(index[0])[:2] == ['sample_id', 'mask'] and list(index[0])[-1] == 'gIoU'
+
+
+def test_two_ranks_reduce_to_the_single_process_figures():
+    samples = gres_samples()
+    single = evaluate(RRSISMetric(), samples)
+    ranks = [RRSISMetric(), RRSISMetric()]
+    for rank, metric in enumerate(ranks):
+        metric.process({}, samples[rank::2])
+    gathered = [r for pair in zip(ranks[0].results, ranks[1].results) for r in pair]
+    assert RRSISMetric().compute_metrics(gathered) == single
+
+
+def test_all_no_target_split():
+    cases = [c for c in CASES if c[3]]
+    scores = evaluate(RRSISMetric(), gres_samples(cases))
+    assert scores['N-acc'] == pytest.approx(100 * 4 / 7) and scores['T-acc'] == 0.0
+    assert scores['gIoU'] == pytest.approx(100 * 4 / 7) and scores['cIoU'] == 0.0  # I = 0
+    assert scores['oIoU'] == scores['mIoU'] == scores['Pr@0.5'] == 0.0  # no targeted sample
+
+
+def test_iou_from_counts_states_its_empty_answer():
+    inter, union = np.array([0, 2, 0]), np.array([0, 4, 3])
+    np.testing.assert_array_equal(iou_from_counts(inter, union, empty_iou=1.0), [1.0, 0.5, 0.0])
+    np.testing.assert_array_equal(iou_from_counts(inter, union, empty_iou=0.0), [0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(sample_ious(inter, union), [0.0, 0.5, 0.0])  # LAVT's
+    assert float(iou_from_counts(0, 0, empty_iou=1.0)) == 1.0
+    with pytest.raises(TypeError):
+        iou_from_counts(inter, union)  # the convention must be stated

@@ -6,7 +6,9 @@
 Errors (exit status 1): the dataset cannot be built (unknown split, malformed instances.json,
 refused pickle, ...), missing or unreadable images or masks, duplicate sample ids.
 Warnings (reported, exit status 0): image/mask size mismatches (the loader resizes the mask),
-empty masks, empty sentences, sentences over the token budget (the text encoder truncates them).
+empty masks of samples that have a target, empty sentences, sentences over the token budget (the
+text encoder truncates them). Generalized datasets (gRefCOCO layout): the samples without target
+(their masks are empty by definition) and with several targets are counted, not warned about.
 Tokens are counted with a HuggingFace tokenizer when ``--tokenizer`` names one (local files only,
 [CLS] and [SEP] included), otherwise as words (a lower bound of WordPiece tokens).
 """
@@ -121,7 +123,11 @@ def main(argv=None) -> int:
     )
     report(
         'warning empty masks',
-        [f'sample_id {r["sample_id"]}' for r in results if r.get('mask_empty')],
+        [
+            f'sample_id {r["sample_id"]}'
+            for r, i in zip(results, infos)
+            if r.get('mask_empty') and not i.get('no_target')
+        ],
     )
     report(
         'warning empty sentences',
@@ -142,6 +148,12 @@ def main(argv=None) -> int:
         print(
             f'[check_dataset] sentence length ({unit}): mean {np.mean(lengths):.1f}, '
             f'max {max(lengths)}; categories: {dict(Counter(i["category"] for i in infos))}'
+        )
+    if any('num_targets' in i for i in infos):
+        targets = Counter(min(int(i.get('num_targets', 1)), 2) for i in infos)
+        print(
+            f'[check_dataset] targets per sample: {targets[0]} with none, {targets[1]} with one, '
+            f'{targets[2]} with several'
         )
     for kind, items in problems.items():
         print(f'[check_dataset] {kind}: {len(items)}')

@@ -50,7 +50,8 @@ class ReferringSegDataset(BaseSegDataset):
     Subclasses override only ``load_data_list``, returning one plain dict per sentence with
     ``img_path``, ``text`` (the raw sentence), ``category``, ``sample_id`` (unique per sentence),
     the mask source (see :class:`~btdnet.datasets.transforms.LoadReferringMask`),
-    ``seg_fields=[]`` and ``reduce_zero_label=False``.
+    ``seg_fields=[]`` and ``reduce_zero_label=False``; generalized datasets (gRefCOCO layout) add
+    ``no_target`` (bool) and ``num_targets`` (int).
 
     Empty sentences are kept (the model sees no text and the sample still counts in the
     evaluation, as in LAVT/RMSIN) and reported in one warning; very long ones are kept and cut by

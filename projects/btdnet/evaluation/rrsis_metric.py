@@ -8,6 +8,11 @@ Every sentence is one sample. For each sample the metric keeps the intersection 
 * ``Pr@X`` = share of samples whose IoU >= X, for X in 0.5, 0.6, 0.7, 0.8, 0.9;
 * ``mIoU/<category>``: the mean IoU of the samples of one category (the paper's Tables I-IV).
 
+When a split holds samples without target (``no_target=True`` in their metainfo: generalized
+referring, gRefCOCO layout), the metric adds the GRES figures ``gIoU``, ``cIoU``, ``N-acc`` and
+``T-acc`` and computes the figures above over the targeted samples only; see
+:mod:`btdnet.evaluation.scores`, which holds every formula.
+
 All scores are percentages, as LAVT prints them. Because ``process`` keeps only small per-sample
 records, results gathered from several ranks reduce to exactly the single-process numbers.
 
@@ -35,7 +40,29 @@ from mmengine.utils import mkdir_or_exist
 from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
-DEFAULT_IOU_THRS = (0.5, 0.6, 0.7, 0.8, 0.9)
+from .scores import (
+    DEFAULT_IOU_THRS,
+    DecisionCounts,
+    generalized_ious,
+    gres_scores,
+    iou_from_counts,
+    referring_scores,
+    sample_ious,
+)
+
+__all__ = [
+    'GRES_FIELDS',
+    'INDEX_FIELDS',
+    'RECORD_FIELDS',
+    'RRSISMetric',
+    'existence_score',
+    'iou_from_counts',
+    'referring_scores',
+    'safe_file_stem',
+    'sample_ious',
+    'write_mask_png',
+]
+
 # Columns of the per-sample dump and of the prediction index, in order.
 RECORD_FIELDS = (
     'sample_id',
@@ -49,6 +76,8 @@ RECORD_FIELDS = (
     'fg_margin',
 )
 INDEX_FIELDS = ('sample_id', 'mask', *RECORD_FIELDS[1:])
+# Appended to both when the split is generalized (has samples without target).
+GRES_FIELDS = ('no_target', 'num_targets', 'pred_no_target', 'no_target_prob', 'gIoU')
 _UNSAFE_CHARS = re.compile(r'[^A-Za-z0-9_.-]+')
 
 
@@ -81,41 +110,6 @@ def safe_file_stem(name: str) -> str:
     """A file name made of ``name`` with anything but letters, digits, ``_.-`` replaced."""
     stem = _UNSAFE_CHARS.sub('_', str(name)).strip('._')
     return stem or 'sample'
-
-
-def sample_ious(intersections: np.ndarray, unions: np.ndarray) -> np.ndarray:
-    """Per-sample IoU = I / U, and 0 where U = 0 (LAVT's convention)."""
-    intersections = np.asarray(intersections, dtype=np.float64)
-    unions = np.asarray(unions, dtype=np.float64)
-    ious = np.zeros_like(intersections)
-    np.divide(intersections, unions, out=ious, where=unions > 0)
-    return ious
-
-
-def referring_scores(
-    intersections: np.ndarray, unions: np.ndarray, iou_thrs: Sequence[float] = DEFAULT_IOU_THRS
-) -> OrderedDict:
-    """``Pr@X``, ``oIoU`` and ``mIoU`` (percent) of samples given their I and U pixel counts.
-
-    Args:
-        intersections (np.ndarray): (N,) predicted-and-true target pixels per sample.
-        unions (np.ndarray): (N,) predicted-or-true target pixels per sample.
-        iou_thrs (Sequence[float]): The thresholds X of ``Pr@X``.
-
-    Returns:
-        OrderedDict: ``Pr@X`` for each threshold (share of samples with IoU >= X), ``oIoU``
-        (sum I / sum U; 0 when sum U = 0) and ``mIoU`` (mean of :func:`sample_ious`).
-    """
-    inter = np.asarray(intersections, dtype=np.int64)
-    union = np.asarray(unions, dtype=np.int64)
-    ious = sample_ious(inter, union)
-    metrics = OrderedDict()
-    for thr in iou_thrs:
-        metrics[f'Pr@{thr:g}'] = 100.0 * float(np.mean(ious >= thr))
-    total_union = int(union.sum())
-    metrics['oIoU'] = 100.0 * int(inter.sum()) / total_union if total_union else 0.0
-    metrics['mIoU'] = 100.0 * float(np.mean(ious))
-    return metrics
 
 
 def _write_table(path: str, rows: list, fields: Sequence[str]) -> None:
@@ -151,19 +145,29 @@ class RRSISMetric(BaseMetric):
     Inputs per sample (a :class:`~mmseg.structures.SegDataSample` as a dict): ``pred_sem_seg``
     (data (1, H, W), target = nonzero) at the original size, ``gt_sem_seg`` (same size, target =
     nonzero), optional ``seg_logits`` (data (2, H, W), bg then fg) for the existence score, and the
-    metainfo ``sample_id``, ``text``, ``category``, ``img_path``, ``img_shape``.
+    metainfo ``sample_id``, ``text``, ``category``, ``img_path``, ``img_shape``; for generalized
+    referring also ``no_target`` / ``num_targets`` (ground truth, from the dataset) and the
+    model's ``pred_no_target`` (bool) / ``no_target_prob`` (float in [0, 1]). A model that sets no
+    ``pred_no_target`` is taken to predict "no target" exactly when its mask is empty (the
+    "mask alone" rule); a decision of no target is scored as an empty mask, whatever the mask.
 
     Outputs:
 
     * ``compute_metrics`` returns ``Pr@0.5`` ... ``Pr@0.9``, ``oIoU``, ``mIoU`` and (with
-      ``per_category``) ``mIoU/<category>``, all in percent, and logs them as tables;
+      ``per_category``) ``mIoU/<category>``, all in percent, and logs them as tables. When the
+      split has at least one sample with ``no_target=True`` it returns first ``gIoU``, ``cIoU``,
+      ``N-acc``, ``T-acc`` (GRES's definitions, see :func:`~btdnet.evaluation.scores.gres_scores`)
+      and then the figures above over the targeted samples only, and logs the decision counts;
+      without such samples, keys, values and tables are LAVT's alone;
     * ``dump_file`` (``.json`` or ``.csv``): one record per sample with
       ``sample_id, text, category, img_path, I, U, IoU, fg_fraction, fg_margin`` (IoU in [0, 1]),
       written by rank 0, for error analysis;
     * ``output_dir``: every rank writes the predicted masks it saw to
       ``output_dir/masks/<sample_id>.png`` (8-bit, target = 255, original size), and rank 0 writes
       ``output_dir/index.csv`` with ``sample_id, mask`` (path relative to ``output_dir``) and the
-      fields of the dump. ``tools/test.py --out DIR`` sets it.
+      fields of the dump. ``tools/test.py --out DIR`` sets it. For a generalized split both
+      tables gain the columns ``no_target, num_targets, pred_no_target, no_target_prob, gIoU``
+      (the per-sample term of gIoU; ``IoU`` stays LAVT's I / U, 0 where U = 0).
 
     Args:
         iou_thrs (Sequence[float]): Thresholds X of ``Pr@X``. Default (0.5, 0.6, 0.7, 0.8, 0.9).
@@ -171,7 +175,8 @@ class RRSISMetric(BaseMetric):
             ``'input'`` resizes prediction and ground truth to the network input size
             (``img_shape``, nearest neighbour) first, as LAVT and RMSIN score at 480 x 480.
         per_category (bool): Add ``mIoU/<category>`` to the returned metrics. The per-category
-            table is logged either way. Default True.
+            table is logged either way; on a generalized split it covers the targeted samples
+            (``mIoU`` / ``oIoU`` as LAVT's). Default True.
         dump_file (str, optional): Path of the per-sample dump, ending in ``.json`` or ``.csv``.
         output_dir (str, optional): Folder for predicted masks and their index.
         format_only (bool): Only write predictions (``output_dir``), for test sets without
@@ -256,6 +261,7 @@ class RRSISMetric(BaseMetric):
             sample_id = sample.get('sample_id')
             if sample_id is None:
                 sample_id = osp.splitext(osp.basename(str(sample.get('img_path', 'sample'))))[0]
+            pred_no_target = _pred_no_target(sample)
             record = dict(
                 sample_id=str(sample_id),
                 text=sample.get('text'),
@@ -266,11 +272,17 @@ class RRSISMetric(BaseMetric):
                 fg_fraction=None,
                 fg_margin=None,
                 mask=None,
+                no_target=_optional(bool, sample.get('no_target')),
+                num_targets=_optional(int, sample.get('num_targets')),
+                pred_no_target=pred_no_target,
+                no_target_prob=_optional(float, sample.get('no_target_prob')),
             )
             if 'seg_logits' in sample:
                 record.update(existence_score(sample['seg_logits']['data']))
             if not self.format_only:
                 pred, gt = self._masks(sample, sample_id)
+                if pred_no_target:  # the decision wins over the mask
+                    pred = torch.zeros_like(gt)
                 record['I'] = int((pred & gt).sum())
                 record['U'] = int((pred | gt).sum())
             if self.output_dir is not None:
@@ -290,8 +302,9 @@ class RRSISMetric(BaseMetric):
             results (list[dict]): The records made by :meth:`process`.
 
         Returns:
-            dict: ``Pr@X``, ``oIoU``, ``mIoU`` and ``mIoU/<category>`` in percent; empty with
-            ``format_only``.
+            dict: ``Pr@X``, ``oIoU``, ``mIoU`` and ``mIoU/<category>`` in percent, preceded by
+            ``gIoU``, ``cIoU``, ``N-acc``, ``T-acc`` when the split has samples without target;
+            empty with ``format_only``.
         """
         if self.format_only:
             self._write_outputs(results)  # the IoU columns stay empty
@@ -305,38 +318,71 @@ class RRSISMetric(BaseMetric):
             raise ValueError('RRSISMetric: no samples were processed; is the test set empty?')
         inter = np.array([r['I'] for r in results], dtype=np.int64)
         union = np.array([r['U'] for r in results], dtype=np.int64)
-        ious = sample_ious(inter, union)
-        for record, iou in zip(results, ious):
+        for record, iou in zip(results, sample_ious(inter, union)):
             record['IoU'] = float(iou)
-        metrics = referring_scores(inter, union, self.iou_thrs)
+        no_target = np.array([bool(r.get('no_target')) for r in results])
+        counts = None
+        if no_target.any():
+            pred_no_target = np.array([bool(r.get('pred_no_target')) for r in results])
+            metrics, counts = gres_scores(inter, union, no_target, pred_no_target, self.iou_thrs)
+            for record, g in zip(
+                results, generalized_ious(inter, union, no_target, pred_no_target)
+            ):
+                record['gIoU'] = float(g)
+        else:
+            metrics = referring_scores(inter, union, self.iou_thrs)
+        per_category = self._per_category(results, inter, union, ~no_target)
+        if self.per_category:
+            for name, row in per_category.items():
+                metrics[f'mIoU/{name}'] = row['mIoU']
+        self._log_tables(metrics, per_category, int((~no_target).sum()), counts)
+        self._write_outputs(results)
+        return metrics
 
+    @staticmethod
+    def _per_category(results: list, inter, union, keep: np.ndarray) -> OrderedDict:
+        """``n``, ``mIoU`` and ``oIoU`` (LAVT's) per category, over the samples ``keep`` marks."""
         categories = OrderedDict()
         for index, record in enumerate(results):
-            if record['category'] is not None:
+            if keep[index] and record['category'] is not None:
                 categories.setdefault(str(record['category']), []).append(index)
         per_category = OrderedDict()
         for name in sorted(categories):
             idx = np.array(categories[name])
-            cat_union = int(union[idx].sum())
-            per_category[name] = dict(
-                n=len(idx),
-                mIoU=100.0 * float(np.mean(ious[idx])),
-                oIoU=100.0 * int(inter[idx].sum()) / cat_union if cat_union else 0.0,
+            scores = referring_scores(inter[idx], union[idx], ())
+            per_category[name] = dict(n=len(idx), mIoU=scores['mIoU'], oIoU=scores['oIoU'])
+        return per_category
+
+    def _log_tables(
+        self,
+        metrics: dict,
+        per_category: dict,
+        num_targeted: int,
+        counts: DecisionCounts | None = None,
+    ) -> None:
+        where = 'network input size' if self.score_at == 'input' else 'original size'
+        if counts is not None:
+            gres = PrettyTable()
+            names = ['gIoU', 'cIoU', 'N-acc', 'T-acc']
+            gres.field_names = [*names, 'samples', 'no target', 'TP', 'FN', 'TN', 'FP']
+            gres.add_row(
+                [f'{metrics[n]:.2f}' for n in names]
+                + [counts.tp + counts.fn + counts.tn + counts.fp, counts.tp + counts.fn]
+                + [counts.tp, counts.fn, counts.tn, counts.fp]
             )
-            if self.per_category:
-                metrics[f'mIoU/{name}'] = per_category[name]['mIoU']
-
-        self._log_tables(metrics, per_category, len(results))
-        self._write_outputs(results)
-        return metrics
-
-    def _log_tables(self, metrics: dict, per_category: dict, num_samples: int) -> None:
+            print_log(
+                f'GRES scores (%, at the {where}; TP: a sample without target predicted so, '
+                f'FP: a targeted one predicted without):\n{gres.get_string()}',
+                logger='current',
+            )
         overall = PrettyTable()
         names = [f'Pr@{t:g}' for t in self.iou_thrs] + ['oIoU', 'mIoU']
         overall.field_names = [*names, 'samples']
-        overall.add_row([f'{metrics[n]:.2f}' for n in names] + [num_samples])
-        where = 'network input size' if self.score_at == 'input' else 'original size'
-        print_log(f'RRSIS scores (%, at the {where}):\n{overall.get_string()}', logger='current')
+        overall.add_row([f'{metrics[n]:.2f}' for n in names] + [num_targeted])
+        over = ', over the targeted samples' if counts is not None else ''
+        print_log(
+            f'RRSIS scores (%, at the {where}{over}):\n{overall.get_string()}', logger='current'
+        )
         if per_category:
             table = PrettyTable()
             table.field_names = ['category', 'samples', 'mIoU', 'oIoU']
@@ -346,12 +392,28 @@ class RRSISMetric(BaseMetric):
 
     def _write_outputs(self, results: list) -> None:
         # Called from compute_metrics, which mmengine runs on the main process only.
+        extra = GRES_FIELDS if any(r.get('no_target') for r in results) else ()
         if self.dump_file is not None:
-            _write_table(self.dump_file, results, RECORD_FIELDS)
+            _write_table(self.dump_file, results, (*RECORD_FIELDS, *extra))
             print_log(
                 f'RRSISMetric: per-sample results written to {self.dump_file}', logger='current'
             )
         if self.output_dir is not None:
             index = osp.join(self.output_dir, 'index.csv')
-            _write_table(index, results, INDEX_FIELDS)
+            _write_table(index, results, (*INDEX_FIELDS, *extra))
             print_log(f'RRSISMetric: predicted masks and {index} written', logger='current')
+
+
+def _optional(kind, value):
+    """``kind(value)`` (a plain Python scalar, also from a 0-d tensor), or None if absent."""
+    if value is None:
+        return None
+    return kind(value.item() if hasattr(value, 'item') else value)
+
+
+def _pred_no_target(sample: dict) -> bool:
+    """The model's decision ``pred_no_target``, else the "mask alone" rule: no predicted pixel."""
+    decision = sample.get('pred_no_target')
+    if decision is not None:
+        return _optional(bool, decision)
+    return not bool(sample['pred_sem_seg']['data'].any())

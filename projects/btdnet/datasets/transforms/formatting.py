@@ -20,6 +20,8 @@ REFERRING_META_KEYS = (
     'key_spans',
     'category',
     'sample_id',
+    'no_target',
+    'num_targets',
 )
 
 
@@ -36,6 +38,8 @@ class PackReferringInputs(PackSegInputs):
     - img (np.uint8, (H, W, 3))
     - gt_seg_map (np.uint8, (H', W'), 0/1; optional, absent at inference)
     - text, key_spans, category, sample_id, and the shape keys of ``meta_keys`` where present
+    - no_target, num_targets (generalized datasets such as gRefCOCO; copied only where present,
+      so RRSIS-D / RefSegRS samples carry neither)
 
     Added Keys:
 
@@ -49,7 +53,7 @@ class PackReferringInputs(PackSegInputs):
     Args:
         meta_keys (Sequence[str]): Keys copied into the data sample's metainfo.
             Default: :data:`REFERRING_META_KEYS` (mmseg's keys + text, key_spans, category,
-            sample_id).
+            sample_id, no_target, num_targets).
     """
 
     def __init__(self, meta_keys=REFERRING_META_KEYS):

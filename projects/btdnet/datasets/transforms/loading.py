@@ -1,17 +1,13 @@
 """Loading aerial images (JPEG, TIF of any band count / depth) and referring masks."""
 
 import functools
-import os.path as osp
 
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
-from mmengine.logging import print_log
 from mmseg.registry import TRANSFORMS
 from pycocotools import mask as mask_utils
-
-_EMPTY_MASKS_SEEN: set = set()
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -145,8 +141,10 @@ class LoadReferringMask(BaseTransform):
     The mask source is either ``mask_rle`` (RRSIS-D: one compressed COCO RLE) or ``seg_map_path``
     (RefSegRS: a mask image; foreground is ``value > threshold``). A mask of another size than the
     original image (RRSIS-D's 800x801 JPEGs with 800x800 masks) is resized to ``ori_shape`` with
-    nearest neighbour; the dataset reports how many samples that affects. An empty mask is kept and
-    logged once per sample.
+    nearest neighbour; the dataset reports how many samples that affects. An empty mask is kept
+    (the target of a ``no_target`` sample is empty by definition) and not logged here: the loaders
+    count empty masks once per dataset (RRSIS-D, gRefCOCO at start-up; RefSegRS's mask files are
+    counted by ``tools/analysis_tools/check_dataset.py``).
 
     Put it before ``Resize`` for training (the mask is resized with the image) and after it for
     testing (the ground truth keeps the original size, as in mmseg).
@@ -191,10 +189,8 @@ class LoadReferringMask(BaseTransform):
         sample_id = results.get('sample_id')
         if 'mask_rle' in results:
             mask = decode_rle(results['mask_rle'])
-            empty = rle_is_empty(results['mask_rle'])  # cached runs: no pass over the mask
         elif results.get('seg_map_path'):
             mask = self._decode_file(results['seg_map_path'], sample_id)
-            empty = None
         else:
             raise KeyError(
                 f'sample_id {sample_id}: expected a mask source (`mask_rle` or '
@@ -203,18 +199,6 @@ class LoadReferringMask(BaseTransform):
         height, width = results['ori_shape'][:2]
         if mask.shape != (height, width):
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
-            empty = None  # nearest resizing can drop a one-pixel object
-        if empty is None:
-            empty = not mask.any()
-        if empty and sample_id not in _EMPTY_MASKS_SEEN:
-            _EMPTY_MASKS_SEEN.add(sample_id)
-            source = results.get('seg_map_path') or 'its RLE'
-            print_log(
-                f'sample_id {sample_id}: the mask ({osp.basename(str(source))}) is empty; '
-                'kept as an all-background target',
-                logger='current',
-                level=30,
-            )
         results['gt_seg_map'] = mask
         seg_fields = results.setdefault('seg_fields', [])
         if 'gt_seg_map' not in seg_fields:
