@@ -77,10 +77,15 @@ def anchors(page: Path) -> frozenset:
 
 
 def relative_links(page: Path):
+    """(line number, target) of every link that is not a URL; link texts may span lines."""
+    lines = ['' for _ in _text(page).splitlines()]
     for number, line in _prose_lines(_text(page)):
-        for target in LINK.findall(line):
-            if not re.match(r'^[a-z][a-z0-9+.-]*:', target):  # http:, https:, mailto: ...
-                yield number, target
+        lines[number - 1] = line
+    prose = '\n'.join(lines)
+    for match in LINK.finditer(prose):
+        target = match.group(1)
+        if not re.match(r'^[a-z][a-z0-9+.-]*:', target):  # http:, https:, mailto: ...
+            yield prose.count('\n', 0, match.start()) + 1, target
 
 
 def _expand(path: str):
