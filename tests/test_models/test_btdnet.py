@@ -14,6 +14,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
+from tiny_models import shrink_paper_model
 
 import btdnet  # noqa: F401  (registers the plugin)
 from btdnet.models.layers import ImageGuidedRefiner
@@ -21,7 +22,7 @@ from btdnet.models.layers import ImageGuidedRefiner
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs'
 TINY = CONFIGS / 'btdnet' / 'btdnet_tiny_synthetic.py'
-PAPER = [CONFIGS / 'btdnet_swinb_rrsisd.py', CONFIGS / 'btdnet_swinb_refsegrs.py']
+PAPER = [CONFIGS / f'btdnet_swinb_{name}.py' for name in ('rrsisd', 'refsegrs', 'grefs')]
 ABLATIONS = sorted(p for p in (CONFIGS / 'btdnet').glob('btdnet_swinb_*.py'))
 ALL_MODEL_CONFIGS = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts)
 
@@ -386,34 +387,11 @@ def test_predict_and_tensor_modes_use_the_refined_logits():
     assert not torch.allclose(unrefined[1].seg_logits.data, second, atol=1e-3)
 
 
-def _shrink(model_cfg, tiny_model_cfg):
-    """The paper model's switches on tiny encoders: widths / 8, tiny Swin and BERT."""
-    cfg = copy.deepcopy(model_cfg)
-    tiny = tiny_model_cfg
-    cfg.data_preprocessor = copy.deepcopy(tiny.data_preprocessor)
-    cfg.backbone.vision = copy.deepcopy(tiny.backbone.vision)
-    cfg.backbone.text_encoder = copy.deepcopy(tiny.backbone.text_encoder)
-    head = cfg.decode_head
-    head.update(
-        in_channels=tiny.decode_head.in_channels,
-        text_channels=32,
-        channels=head.channels // 8,
-        num_points=2,
-    )
-    if cfg.get('rephrase_head') is not None:
-        cfg.rephrase_head.update(
-            in_channels=cfg.rephrase_head.in_channels // 8,
-            channels=cfg.rephrase_head.channels // 8,
-            text_channels=32,
-        )
-    return cfg
-
-
 @pytest.fixture(scope='module')
 def reference(tiny_cfg):
     """The paper model (RefSegRS config, which the ablations start from), shrunk."""
     paper = Config.fromfile(str(CONFIGS / 'btdnet_swinb_refsegrs.py'))
-    model = _build(_shrink(paper.model, tiny_cfg.model))
+    model = _build(shrink_paper_model(paper.model, tiny_cfg.model))
     return model, {n: tuple(p.shape) for n, p in model.named_parameters()}
 
 
@@ -446,7 +424,7 @@ def test_every_ablation_config_is_checked():
 def test_ablation_drops_exactly_what_it_names(path, tiny_cfg, reference):
     ref_model, ref_shapes = reference
     cfg = Config.fromfile(str(path))
-    model = _build(_shrink(cfg.model, tiny_cfg.model))
+    model = _build(shrink_paper_model(cfg.model, tiny_cfg.model))
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     removed, added = set(ref_shapes) - set(shapes), set(shapes) - set(ref_shapes)
     kind, arg = ABLATION_EXPECTATIONS[path.stem]
@@ -524,7 +502,7 @@ def test_paper_config_names_its_missing_weights(path, tiny_cfg, tmp_path, monkey
     with pytest.raises(FileNotFoundError, match='pretrain/bert-base-uncased'):
         MODELS.build(cfg)
     # With BERT at hand, the Swin checkpoint is loaded (and found missing) by init_weights.
-    cfg = _shrink(paper, tiny_cfg.model)
+    cfg = shrink_paper_model(paper, tiny_cfg.model)
     cfg.backbone.vision.init_cfg = paper.backbone.vision.init_cfg
     model = MODELS.build(cfg)
     with pytest.raises(FileNotFoundError, match='swin_base_patch4_window12_384_22k.pth'):

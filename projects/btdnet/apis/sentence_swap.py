@@ -145,10 +145,14 @@ def swap_scores(records: Sequence[dict], iou_thrs: Sequence[float] = (0.5,)) -> 
 def swap_targets(dataset, attributes: dict | None = None, load_mask: Callable | None = None):
     """The targets of a referring dataset, for :func:`sentence_swap_controls`.
 
+    Only sentences that name exactly one object are targets: in a generalized dataset
+    (``num_targets`` in the data info) the sentences with no target or several are left out,
+    since a swap asks whether the model marks the other sentence's one object instead.
+
     Args:
         dataset: A referring dataset (``get_data_info`` gives ``img_path``, ``text``,
             ``sample_id`` and the mask source; ``ref_id`` where several sentences share an
-            object).
+            object; ``num_targets`` in a generalized dataset).
         attributes (dict, optional): ``sample_id`` -> dict of the target's attributes
             (``colour``, ``category``), e.g. from the synthetic generator's
             ``synthetic_objects.json``. Without it the ``category`` of the data info is used and
@@ -171,6 +175,8 @@ def swap_targets(dataset, attributes: dict | None = None, load_mask: Callable | 
     targets = []
     for k in range(len(dataset)):
         info = dataset.get_data_info(k)
+        if info.get('num_targets', 1) != 1:
+            continue
         sample_id = str(info['sample_id'])
         extra = attributes.get(sample_id, {})
         targets.append(
