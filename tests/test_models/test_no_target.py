@@ -2,6 +2,7 @@
 no-target decision of every prediction (the head's, or the mask's without one)."""
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_no_target_loss_reaches_the_head_and_every_parameter():
 
 
 def test_the_no_target_class_weight_and_the_head_arguments():
-    head = NoTargetHead(in_channels=4, channels=3, no_target_weight=3.0)
+    head = NoTargetHead(in_channels=4, channels=3, no_target_weight=3.0, mask_evidence=False)
     outputs = dict(
         text_star=torch.randn(2, 5, 4),
         visual_star=torch.randn(2, 6 + 3, 4),
@@ -131,6 +132,31 @@ def test_the_no_target_class_weight_and_the_head_arguments():
         NoTargetHead(in_channels=8)(outputs)
     with pytest.raises(ValueError, match='threshold'):
         NoTargetHead(threshold=1.0)
+
+
+def test_mask_evidence_reads_the_best_match_and_the_margin():
+    torch.manual_seed(0)
+    head = NoTargetHead(in_channels=4, channels=3)
+    margin = torch.full((1, 3, 5), -50.0)
+    margin[0, 1, 2] = 50.0  # the Fg-Bg predictor's one match
+    outputs = dict(
+        text_star=torch.randn(1, 5, 4),
+        visual_star=torch.randn(1, 6, 4),
+        spatial_shapes=torch.tensor([[2, 3]]),
+        seg_logits=torch.stack((torch.zeros_like(margin), margin), 1),
+        pixel_features=torch.randn(1, 4, 3, 5),
+    )
+    seen = []
+    head.margin_stats.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    logits = head(outputs)
+    # By hand: max margin 50; log-mean-exp = log((e^50 + 14 e^-50) / 15) = 50 - log 15.
+    torch.testing.assert_close(seen[0], torch.tensor([[50.0, 50.0 - math.log(15)]]))
+    elsewhere = dict(outputs, pixel_features=outputs['pixel_features'].clone())
+    elsewhere['pixel_features'][0, :, 0, 0] += 10  # a pixel the match does not cover
+    torch.testing.assert_close(head(elsewhere), logits)
+    at_match = dict(outputs, pixel_features=outputs['pixel_features'].clone())
+    at_match['pixel_features'][0, :, 1, 2] += 10
+    assert not torch.allclose(head(at_match), logits)
 
 
 def _force(head, no_target: bool):

@@ -2,16 +2,22 @@
 
 Generalized referring (gRefCOCO / GRES, and the generalized remote-sensing sets) has sentences
 that name no object. As ReLA does with its region queries, a small 2-way classifier decides it,
-here from the last MCI round of the TwinStream head (Eq. 6-7): the sentence's [CLS] token of L*
-and V* averaged over its stage-2 tokens (the tokens the Fg-Bg predictor reads; the lean predict
-forward computes only those). A sample predicted "no target" gets an empty mask.
+here from the TwinStream head (Eq. 6-9): the sentence's [CLS] token of L* and V* averaged over
+its stage-2 tokens (the last MCI round; the lean predict forward computes only those), and, with
+``mask_evidence``, what the Fg-Bg predictor found: V_pred pooled with the weights
+softmax(O_fg - O_bg) over its pixels (the features of the best match) and two statistics of the
+margin O_fg - O_bg (its maximum and its log-mean-exp). A sample predicted "no target" gets an
+empty mask.
 
-    z     = [L*_cls, mean(V*_2), L*_cls * mean(V*_2)]          (B, 3C)
-    logit = W_2 ReLU(W_1 LN(z))                                (B, 2): [target, no target]
+    z     = [L*_cls, mean(V*_2), L*_cls * mean(V*_2) (, V_pred pooled by softmax(margin))]
+    logit = W_2 ReLU(W_1 LN(z) (+ W_s [max margin, log-mean-exp margin]))
+                                                               (B, 2): [target, no target]
     loss  = loss_weight * CE(logit, no_target)
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -40,6 +46,8 @@ class NoTargetHead(BaseModule):
         loss_weight (float): Weight of the cross-entropy. Default 1.0.
         no_target_weight (float): Class weight of "no target" in the cross-entropy (the other
             class weighs 1); above 1 where no-target samples are rare. Default 1.0.
+        mask_evidence (bool): Also read what the Fg-Bg predictor found (V_pred pooled where the
+            target logit wins, and the margin's statistics). Default True.
         threshold (float): A sample is "no target" where the no-target probability reaches this.
             Default 0.5 (the arg-max).
         loss_name (str): Key of the loss; must start with ``loss_``.
@@ -53,6 +61,7 @@ class NoTargetHead(BaseModule):
         loss_weight: float = 1.0,
         no_target_weight: float = 1.0,
         threshold: float = 0.5,
+        mask_evidence: bool = True,
         loss_name: str = 'loss_nt',
         init_cfg: OptMultiConfig = None,
     ) -> None:
@@ -65,20 +74,21 @@ class NoTargetHead(BaseModule):
         self.loss_weight = loss_weight
         self.threshold = threshold
         self.loss_name = loss_name
+        self.mask_evidence = mask_evidence
         self.register_buffer('class_weight', torch.tensor([1.0, float(no_target_weight)]))
-        self.classifier = nn.Sequential(
-            nn.LayerNorm(3 * in_channels),
-            nn.Linear(3 * in_channels, channels),
-            nn.ReLU(inplace=True),
-            nn.Linear(channels, 2),
-        )
+        width = (4 if mask_evidence else 3) * in_channels
+        self.features = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, channels))
+        self.margin_stats = nn.Linear(2, channels) if mask_evidence else None
+        self.classifier = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(channels, 2))
 
     def forward(self, decode_outputs: dict) -> Tensor:
         """No-target logits from the TwinStream head's forward.
 
         Args:
             decode_outputs (dict): ``text_star`` L* (B, N, C), ``visual_star`` V* (B, S, C) and
-                ``spatial_shapes`` (its first level: the stage-2 tokens, which come first).
+                ``spatial_shapes`` (its first level: the stage-2 tokens, which come first); with
+                ``mask_evidence`` also ``seg_logits`` (B, 2, h, w) and ``pixel_features``
+                V_pred (B, C, h, w).
 
         Returns:
             Tensor: (B, 2) logits, [target, no target].
@@ -91,7 +101,20 @@ class NoTargetHead(BaseModule):
             )
         h, w = (int(v) for v in decode_outputs['spatial_shapes'][0])
         cls, pooled = text_star[:, 0], visual_star[:, : h * w].mean(1)
-        return self.classifier(torch.cat((cls, pooled, cls * pooled), dim=-1))
+        parts = [cls, pooled, cls * pooled]
+        if not self.mask_evidence:
+            return self.classifier(self.features(torch.cat(parts, dim=-1)))
+        logits = decode_outputs['seg_logits']
+        margin = (logits[:, 1] - logits[:, 0]).flatten(1).float()  # (B, hw)
+        weights = margin.softmax(1).to(logits.dtype)
+        parts.append(
+            torch.einsum('bcn,bn->bc', decode_outputs['pixel_features'].flatten(2), weights)
+        )
+        stats = torch.stack(
+            (margin.amax(1), margin.logsumexp(1) - math.log(margin.shape[1])), dim=1
+        ).to(cls.dtype)
+        hidden = self.features(torch.cat(parts, dim=-1)) + self.margin_stats(stats)
+        return self.classifier(hidden)
 
     def loss(self, decode_outputs: dict, data_samples: SampleList) -> dict:
         """Cross-entropy against each sample's ``no_target`` (metainfo; absent means a target).

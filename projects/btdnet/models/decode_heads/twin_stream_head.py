@@ -347,7 +347,8 @@ class TwinStreamHead(BaseDecodeHead):
                 reads (same logits, about a quarter less MSAttn). Default True.
 
         Returns:
-            dict: ``seg_logits`` (B, 2, H/4, W/4) [O_bg, O_fg]; ``visual_star`` V* (B, S, C),
+            dict: ``seg_logits`` (B, 2, H/4, W/4) [O_bg, O_fg]; ``pixel_features`` V_pred
+            (B, C, H/4, W/4), what Eq. 9 matches; ``visual_star`` V* (B, S, C),
             only its stage-2 tokens without ``need_visual_star``; ``text_star`` L* (B, N, C);
             ``text_mask`` (B, N); ``spatial_shapes`` of V*'s levels.
         """
@@ -371,6 +372,7 @@ class TwinStreamHead(BaseDecodeHead):
         seg_logits = self.match(v_pred, prototypes)
         return dict(
             seg_logits=seg_logits,
+            pixel_features=v_pred,
             visual_star=visual_star,
             text_star=text_star,
             text_mask=text_mask,
