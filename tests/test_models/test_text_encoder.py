@@ -244,3 +244,28 @@ def test_frozen_layers_fix_weights_and_dropout_but_pass_gradients():
 def test_all_layers_frozen_leave_nothing_to_train():
     encoder = tiny_encoder(frozen_layers=4)
     assert not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_a_frozen_bert_caches_its_outputs_per_sentence():
+    plain = tiny_encoder(frozen_layers=4)
+    cached = tiny_encoder(frozen_layers=4, cache_size=3)
+    texts = ['the red vehicle on the left', 'the two ships', 'the storage tanks', 'a dam']
+    tokens = plain.tokenize(texts)
+    ids, mask = tokens['input_ids'], tokens['attention_mask']
+    calls = []
+    real = cached.forward_stage
+    cached.forward_stage = lambda i, h, m: calls.append(h.shape[0]) or real(i, h, m)
+    expected = plain(ids, mask)
+    torch.testing.assert_close(cached(ids[:2], mask[:2]), expected[:2])
+    assert calls == [2] * 4  # two new sentences, four stages
+    calls.clear()
+    # Two of these are cached; the other two are computed, and only one of them fits (size 3).
+    torch.testing.assert_close(
+        cached(ids[[1, 0, 2, 3]], mask[[1, 0, 2, 3]]), expected[[1, 0, 2, 3]]
+    )
+    assert calls == [2] * 4 and len(cached._cache) == 3
+    calls.clear()
+    torch.testing.assert_close(cached(ids, mask), expected)
+    assert calls == [1] * 4  # the sentence that did not fit is computed again
+    # A BERT that still learns is never cached.
+    assert tiny_encoder(frozen_layers=3, cache_size=10).cache_size == 0

@@ -188,6 +188,11 @@ class BertTextEncoder(BaseModule):
             flow through them to whatever lies before (the BSCs of earlier stages), so this
             saves the weight gradients and the dropout, not the backward pass. 0 (default)
             trains all of BERT, as the paper does; the number of layers freezes all of it.
+        cache_size (int): With all of BERT frozen, :meth:`forward` (L_m from E_m, L_0 from E)
+            is a constant of the token ids: keep the outputs of up to this many distinct
+            sentences and reuse them (no eviction; outputs of further sentences are computed
+            each time). About N x D x 4 bytes each (18 KB for the demo's 12 x 384). 0 (default)
+            keeps none; ignored unless ``frozen_layers`` is the number of layers.
     """
 
     def __init__(
@@ -201,6 +206,7 @@ class BertTextEncoder(BaseModule):
         tokenizer: str | None = None,
         freeze_word_embeddings: bool = False,
         frozen_layers: int = 0,
+        cache_size: int = 0,
     ):
         super().__init__(init_cfg=init_cfg)
         from transformers import BertConfig, BertModel
@@ -266,6 +272,8 @@ class BertTextEncoder(BaseModule):
         self.hidden_size = int(config.hidden_size)
         self.num_stages = len(stage_layers)
         self._logged = set()
+        self.cache_size = int(cache_size) if self.frozen_layers == num_layers else 0
+        self._cache = {}  # token ids + mask, as bytes -> (N, D) output
 
     def _frozen_modules(self) -> list[torch.nn.Module]:
         """The embeddings and encoder layers that ``frozen_layers`` keeps fixed."""
@@ -365,7 +373,27 @@ class BertTextEncoder(BaseModule):
         Returns:
             Tensor: (B, N, D) last hidden states.
         """
+        if self.cache_size:
+            return self._cached_forward(input_ids, attention_mask)
         hidden = self.embed(input_ids)
         for i in range(self.num_stages):
             hidden = self.forward_stage(i, hidden, attention_mask)
         return hidden
+
+    def _cached_forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """:meth:`forward` of a frozen BERT through the cache of ``cache_size`` sentences."""
+        rows = torch.cat((input_ids, attention_mask.to(input_ids.dtype)), 1).cpu().numpy()
+        keys = [row.tobytes() for row in rows]
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        fresh = {}
+        if missing:
+            index = torch.tensor(missing, device=input_ids.device)
+            with torch.no_grad():
+                hidden = self.embed(input_ids[index])
+                for i in range(self.num_stages):
+                    hidden = self.forward_stage(i, hidden, attention_mask[index])
+            fresh = {keys[i]: h for i, h in zip(missing, hidden)}
+            room = self.cache_size - len(self._cache)
+            self._cache.update(list(fresh.items())[: max(room, 0)])
+        out = [fresh[k] if k in fresh else self._cache[k] for k in keys]
+        return torch.stack(out).to(input_ids.device)
