@@ -108,25 +108,11 @@ class GRefCOCODataset(ReferCocoDataset):
         **kwargs: Passed to :class:`~btdnet.datasets.base.ReferringSegDataset`.
     """
 
-    def __init__(
-        self,
-        split: str = 'train',
-        ann_file: str = 'grefcoco/grefs(unc).json',
-        instances_file: str = 'grefcoco/instances.json',
-        data_prefix: dict | None = None,
-        check_files: bool = True,
-        **kwargs,
-    ):
-        if data_prefix is None:
-            data_prefix = dict(img_path='images/train2014')
-        super().__init__(
-            split=split,
-            ann_file=ann_file,
-            instances_file=instances_file,
-            data_prefix=data_prefix,
-            check_files=check_files,
-            **kwargs,
-        )
+    DEFAULT_LAYOUT = dict(
+        ann_file='grefcoco/grefs(unc).json',
+        instances_file='grefcoco/instances.json',
+        img_path='images/train2014',
+    )
 
     def load_data_list(self) -> list[dict]:
         refs = load_refs(self.ann_file, self.split, self.backend_args)

@@ -291,24 +291,37 @@ class ReferCocoDataset(ReferringSegDataset):
     image are counted in one warning and resized by
     :class:`~btdnet.datasets.transforms.LoadReferringMask`).
 
+    A subclass names its layout's defaults in :attr:`DEFAULT_LAYOUT`.
+
     Args:
-        split (str): The split to load.
-        ann_file (str): The refs file, relative to ``data_root``.
-        instances_file (str): The COCO file, relative to ``data_root`` (or absolute).
-        data_prefix (dict): ``img_path``: the image folder relative to ``data_root``.
+        split (str): The split to load. Default: 'train'.
+        ann_file (str, optional): The refs file, relative to ``data_root``. Default: the
+            layout's.
+        instances_file (str, optional): The COCO file, relative to ``data_root`` (or absolute).
+            Default: the layout's.
+        data_prefix (dict, optional): ``img_path``: the image folder relative to ``data_root``.
+            Default: the layout's.
         check_files (bool): Read every image header at start-up (existence, size).
         **kwargs: Passed to :class:`~btdnet.datasets.base.ReferringSegDataset`.
     """
 
+    #: The layout's ``ann_file``, ``instances_file`` and image folder (``img_path``).
+    DEFAULT_LAYOUT = dict(ann_file=None, instances_file=None, img_path='')
+
     def __init__(
         self,
-        split: str,
-        ann_file: str,
-        instances_file: str,
-        data_prefix: dict,
+        split: str = 'train',
+        ann_file: str | None = None,
+        instances_file: str | None = None,
+        data_prefix: dict | None = None,
         check_files: bool = True,
         **kwargs,
     ):
+        layout = self.DEFAULT_LAYOUT
+        ann_file = ann_file or layout['ann_file']
+        instances_file = instances_file or layout['instances_file']
+        if data_prefix is None:
+            data_prefix = dict(img_path=layout['img_path'])
         data_root = kwargs.get('data_root')
         if data_root is not None and not osp.isabs(instances_file):
             instances_file = osp.join(data_root, instances_file)

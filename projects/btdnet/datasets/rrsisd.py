@@ -40,25 +40,11 @@ class RRSISDDataset(ReferCocoDataset):
         **kwargs: Passed to :class:`~btdnet.datasets.base.ReferringSegDataset`.
     """
 
-    def __init__(
-        self,
-        split: str = 'train',
-        ann_file: str = 'rrsisd/refs(unc).p',
-        instances_file: str = 'rrsisd/instances.json',
-        data_prefix: dict | None = None,
-        check_files: bool = True,
-        **kwargs,
-    ):
-        if data_prefix is None:
-            data_prefix = dict(img_path='images/rrsisd/JPEGImages')
-        super().__init__(
-            split=split,
-            ann_file=ann_file,
-            instances_file=instances_file,
-            data_prefix=data_prefix,
-            check_files=check_files,
-            **kwargs,
-        )
+    DEFAULT_LAYOUT = dict(
+        ann_file='rrsisd/refs(unc).p',
+        instances_file='rrsisd/instances.json',
+        img_path='images/rrsisd/JPEGImages',
+    )
 
     def load_data_list(self) -> list[dict]:
         refs = load_refs(self.ann_file, self.split, self.backend_args)
