@@ -176,17 +176,10 @@ def test_targets_of_a_generalized_set_are_its_one_target_sentences(synthetic, tm
     synthetic.generate(
         str(tmp_path), num_images=8, size=64, formats=('grefs',), task='generalized', eval_images=2
     )
-    dataset = DATASETS.build(
-        dict(
-            type='GRefCOCODataset',
-            data_root=str(tmp_path),
-            split='train',
-            ann_file='grefs/grefs(unc).json',
-            instances_file='grefs/instances.json',
-            data_prefix=dict(img_path='images/grefs'),
-            pipeline=[],
-        )
-    )
+    from btdnet.datasets import build_split_dataset
+
+    cfg = Config.fromfile(str(ROOT / 'configs' / '_base_' / 'datasets' / 'synthetic_grefs.py'))
+    dataset = build_split_dataset(cfg, 'train', str(tmp_path), pipeline=[])
     records = json.loads((tmp_path / 'synthetic_objects.json').read_text())
     one = [r['sent_id'] for r in records if r['split'] == 'train' and r['kind'] == 'one']
     assert len(one) < len(dataset)  # the set has sentences with no target or several
