@@ -6,8 +6,9 @@ here from the TwinStream head (Eq. 6-9): the sentence's [CLS] token of L* and V*
 its stage-2 tokens (the last MCI round; the lean predict forward computes only those), and, with
 ``mask_evidence``, what the Fg-Bg predictor found: V_pred pooled with the weights
 softmax(O_fg - O_bg) over its pixels (the features of the best match) and two statistics of the
-margin O_fg - O_bg (its maximum and its log-mean-exp). A sample predicted "no target" gets an
-empty mask.
+margin O_fg - O_bg (its maximum and its log-mean-exp), read without gradient (the no-target
+loss does not reshape the masks; in a first trial with the gradient, the grounding learnt more
+slowly). A sample predicted "no target" gets an empty mask.
 
     z     = [L*_cls, mean(V*_2), L*_cls * mean(V*_2) (, V_pred pooled by softmax(margin))]
     logit = W_2 ReLU(W_1 LN(z) (+ W_s [max margin, log-mean-exp margin]))
@@ -104,12 +105,12 @@ class NoTargetHead(BaseModule):
         parts = [cls, pooled, cls * pooled]
         if not self.mask_evidence:
             return self.classifier(self.features(torch.cat(parts, dim=-1)))
-        logits = decode_outputs['seg_logits']
+        # The evidence is read, not trained: the no-target loss does not reshape the masks.
+        logits = decode_outputs['seg_logits'].detach()
         margin = (logits[:, 1] - logits[:, 0]).flatten(1).float()  # (B, hw)
         weights = margin.softmax(1).to(logits.dtype)
-        parts.append(
-            torch.einsum('bcn,bn->bc', decode_outputs['pixel_features'].flatten(2), weights)
-        )
+        pixels = decode_outputs['pixel_features'].detach().flatten(2)
+        parts.append(torch.einsum('bcn,bn->bc', pixels, weights))
         stats = torch.stack(
             (margin.amax(1), margin.logsumexp(1) - math.log(margin.shape[1])), dim=1
         ).to(cls.dtype)
