@@ -105,10 +105,17 @@ def test_grey_rgba_and_16bit_files_and_arrays(model, scene, tmp_path):
         assert out.pred_sem_seg.data.shape == (1, 40, 56), name
         out_array = inference_model(model, array, 'the red car')
         assert torch.allclose(out.seg_logits.data, out_array.seg_logits.data, atol=1e-5), name
-    # 4th band dropped and 16 -> 8 bit as OpenCV does: the same prediction as the 8-bit image.
-    for array in (rgba, deep):
-        got = inference_model(model, array, 'the red car').seg_logits.data
-        assert torch.allclose(got, expected, atol=1e-5)
+    # A 4th band is dropped: the same prediction as the 8-bit image.
+    got = inference_model(model, rgba, 'the red car').seg_logits.data
+    assert torch.allclose(got, expected, atol=1e-5)
+    # 16 bits: one 2-98 % stretch shared by the three bands, recorded with the result.
+    low, high = np.percentile(deep, (2, 98))
+    stretched = np.clip((deep - low) * (255 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    got = inference_model(model, deep, 'the red car')
+    reference = inference_model(model, stretched, 'the red car').seg_logits.data
+    assert torch.allclose(got.seg_logits.data, reference, atol=1e-5)
+    assert got.stretch.mode == 'shared' and got.stretch.low == (low,) * 3
+    assert str(got.stretch) == f'shared 2-98 % stretch: {low:g}-{high:g}'
     assert to_bgr_uint8(grey).shape == (40, 56, 3)
     with pytest.raises(ValueError, match=r'\(H, W, 3\).*\(40, 56, 2\)'):
         to_bgr_uint8(np.zeros((40, 56, 2), np.uint8))

@@ -23,35 +23,23 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-# Percentiles of the whole-scene contrast stretch (per band, from a decimated read).
-STRETCH_PERCENTILES = (2.0, 98.0)
-# Longest side of the decimated read that gives the stretch (and the quicklook).
-SAMPLE_SIDE = 1024
+from ..utils.image_file import (
+    SAMPLE_SIDE,
+    Stretch,
+    bands_to_bgr,
+    default_bands,
+    fit_stretch,
+    parse_bands,
+    parse_stretch,
+    sample_grid,
+)
+
 MASK_NODATA = 255
 GEOTIFF_BLOCK = 512
 # read_rows reads the file in chunks of at least this many rows (whole block rows) and columns
 # (whole blocks): each block is decoded once, and the raw chunk stays small.
 ROW_CHUNK = 256
 COLUMN_CHUNK = 2048
-
-
-def parse_bands(bands: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """``'1,2,3'`` or ``(1, 2, 3)`` -> (1, 2, 3); one band (grey) or three (R, G, B), 1-based."""
-    if bands is None:
-        return None
-    if isinstance(bands, str):
-        try:
-            bands = [int(b) for b in bands.replace(' ', '').split(',') if b]
-        except ValueError:
-            raise ValueError(
-                f'--bands: expected band numbers such as 1,2,3, found {bands!r}'
-            ) from None
-    bands = tuple(int(b) for b in bands)
-    if len(bands) not in (1, 3) or min(bands) < 1:
-        raise ValueError(
-            f'--bands: expected one band (grey) or three (R,G,B), numbered from 1, found {bands}'
-        )
-    return bands
 
 
 class RasterScene:
@@ -65,6 +53,10 @@ class RasterScene:
             selected band holds it (NaN always counts as nodata in float rasters).
         scale (float): Resampling factor before tiling (``2.0`` doubles the pixels along each
             axis): the rows read are on this working grid. Default 1.0.
+        stretch (str | Stretch): How deeper-than-8-bit data become 8 bits (see
+            :func:`btdnet.utils.parse_stretch`): ``'shared'`` (default; one 2-98 % range for
+            all bands, as every other entry point reads files), ``'per-band'``, ``'none'`` or
+            ``'MIN,MAX'``.
 
     Raises:
         FileNotFoundError: No such file.
@@ -79,8 +71,10 @@ class RasterScene:
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         scale: float = 1.0,
+        stretch: str | Stretch = 'shared',
     ) -> None:
         self.path = str(path)
+        self.stretch_spec = parse_stretch(stretch)
         if osp.isdir(self.path):
             raise IsADirectoryError(f'{self.path}: expected a raster file, found a folder')
         if not osp.isfile(self.path):
@@ -102,7 +96,7 @@ class RasterScene:
     def _setup(self, bands, nodata, scale) -> None:
         src = self.src
         if bands is None:
-            bands = (1, 2, 3) if src.count >= 3 else (1,)
+            bands = default_bands(src.count)
         if max(bands) > src.count:
             raise ValueError(
                 f'{self.path} has {src.count} band(s), but --bands asks for band {max(bands)} '
@@ -116,8 +110,7 @@ class RasterScene:
         self.work_height = max(1, int(round(self.height * scale)))
         self.work_width = max(1, int(round(self.width * scale)))
         self._check_readable()
-        self.stretch = None  # (low, high) per band, from fit_stretch
-        self._luts = None
+        self.stretch = None  # a fitted Stretch, from fit_stretch
         self._chunks = []  # (first row, bgr, valid) chunks kept by read_rows
         self._valid_src = None  # read_valid's own handle
         self._reader = src
@@ -232,11 +225,8 @@ class RasterScene:
             and ``overview_valid`` (oh, ow).
         """
         height, width = self.height, self.width
-        factor = max(1.0, max(height, width) / max_side)
-        sh, sw = max(1, round(height / factor)), max(1, round(width / factor))
-        rows = np.minimum(((np.arange(sh) + 0.5) * height / sh).astype(np.int64), height - 1)
-        cols = np.minimum(((np.arange(sw) + 0.5) * width / sw).astype(np.int64), width - 1)
-        sample = np.zeros((len(self.bands), sh, sw), self.dtype)
+        rows, cols = sample_grid(height, width, max_side)
+        sample = np.zeros((len(self.bands), len(rows), len(cols)), self.dtype)
         if overview_shape is not None:
             oh, ow = overview_shape
             cell_rows = np.arange(height) * oh // height
@@ -292,56 +282,19 @@ class RasterScene:
         return scan['sample'], scan['sample_valid']
 
     def fit_stretch(self, sample: np.ndarray, valid: np.ndarray) -> None:
-        """Set the whole-scene stretch from a decimated read: per band, the 2nd and 98th
-        percentiles of the valid pixels map to 0 and 255. uint8 scenes pass unchanged."""
-        if self.dtype == np.uint8:
-            self.stretch = None
-            return
-        low, high = [], []
-        for band in sample:
-            values = band[valid]
-            values = values[np.isfinite(values)] if values.dtype.kind == 'f' else values
-            if values.size == 0:
-                lo, hi = (0.0, 1.0) if self.dtype.kind == 'f' else (0.0, 255.0)
-            else:
-                lo, hi = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
-            low.append(lo)
-            high.append(hi if hi > lo else lo + 1.0)
-        self.stretch = (low, high)
-        self._luts = None
+        """Set the whole-scene stretch from a decimated read (:func:`btdnet.utils.fit_stretch`
+        of the valid pixels; 8-bit scenes pass unchanged unless a fixed range was asked for)."""
+        self.stretch = fit_stretch(self.stretch_spec, sample, valid)
         self._chunks = []
-        if self.dtype.kind in 'ui' and self.dtype.itemsize <= 2:
-            # Lookup tables over the dtype's range: no float copy of the rows.
-            info = np.iinfo(self.dtype)
-            levels = np.arange(info.min, info.max + 1, dtype=np.float64)
-            self._luts = [
-                np.clip((levels - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
-                for lo, hi in zip(low, high)
-            ]
 
     def to_bgr(self, data: np.ndarray) -> np.ndarray:
         """(C, h, w) raw bands -> uint8 (h, w, 3) BGR through the scene's stretch."""
-        if self.stretch is None and data.dtype != np.uint8:
-            raise RuntimeError('call fit_stretch before reading a non-uint8 scene')
-        height, width = data.shape[1:]
-        out = np.empty((height, width, 3), np.uint8)
-        for c, band in enumerate(data):
-            # Bands are R, G, B (or one grey band); the predictor takes BGR.
-            channels = slice(None) if len(data) == 1 else 2 - c
-            if self.stretch is None:
-                out[..., channels] = band[..., None] if len(data) == 1 else band
-                continue
-            lo, hi = self.stretch[0][c], self.stretch[1][c]
-            if self._luts is not None:
-                offset = np.iinfo(band.dtype).min
-                lut = self._luts[c]
-                stretched = lut[band.astype(np.int32) - offset] if offset else lut[band]
-            else:
-                scaled = (band.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-                scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-                stretched = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
-            out[..., channels] = stretched[..., None] if len(data) == 1 else stretched
-        return out
+        stretch = self.stretch
+        if stretch is None:
+            if data.dtype != np.uint8:
+                raise RuntimeError('call fit_stretch before reading a non-uint8 scene')
+            stretch = Stretch('none')
+        return bands_to_bgr(data, stretch)
 
     @property
     def has_nodata(self) -> bool:
