@@ -168,19 +168,32 @@ def test_infer_py_batch_csv_with_a_bad_row(tmp_path, tiny_checkpoint, test_split
     assert rows[2]['sentence'] == 'the large roof, top right'
 
 
-def test_infer_py_bad_input_is_a_message_and_exit_status_1(tmp_path, tiny_checkpoint, capsys):
+def test_infer_py_bad_input_is_a_message_and_exit_status_1(
+    tmp_path, tiny_checkpoint, test_split, capsys
+):
     infer = load_tool('infer.py')
-    common = ['--config', TINY, '--checkpoint', str(tiny_checkpoint)]
-    assert infer.main([str(tmp_path / 'nope.png'), 'a car', *common]) == 1
-    assert 'error: FileNotFoundError' in capsys.readouterr().err
+    img_path = next(iter(test_split.values()))[0]
     (tmp_path / 'notes.pth').write_text('not a checkpoint')
-    argv = [
-        str(tmp_path / 'nope.png'),
-        'a car',
-        '--config',
-        TINY,
-        '--checkpoint',
-        str(tmp_path / 'notes.pth'),
-    ]
-    assert infer.main(argv) == 1
-    assert 'notes.pth' in capsys.readouterr().err
+    # Checked before the model loads: each of these fails on its own problem, not on the
+    # checkpoint (a text file here, which would fail at loading).
+    bad_model = ['--config', TINY, '--checkpoint', str(tmp_path / 'notes.pth')]
+    assert infer.main([str(tmp_path / 'nope.png'), 'a car', *bad_model]) == 1
+    assert 'FileNotFoundError' in capsys.readouterr().err
+    assert infer.main([img_path, '  ', *bad_model]) == 1
+    assert 'the sentence is empty' in capsys.readouterr().err
+    (tmp_path / 'pairs.csv').write_text('picture,text\na.png,a car\n')
+    argv = ['--csv', str(tmp_path / 'pairs.csv'), '--out-dir', str(tmp_path / 'o')]
+    assert infer.main([*argv, *bad_model]) == 1
+    assert 'expected a header with the columns image,sentence' in capsys.readouterr().err
+    (tmp_path / 'm.png').write_bytes(b'my own mask')
+    assert infer.main([img_path, 'a car', *bad_model, '--out', str(tmp_path / 'm.png')]) == 1
+    assert 'm.png; pass --overwrite' in capsys.readouterr().err
+    assert (tmp_path / 'm.png').read_bytes() == b'my own mask'
+    with pytest.raises(SystemExit):
+        infer.main([img_path, 'a car', *bad_model, '--stretch', '2-98'])
+    assert '--stretch: expected shared, per-band, none or MIN,MAX' in capsys.readouterr().err
+    # Good input, bad checkpoint: one plain line.
+    assert infer.main([img_path, 'a car', *bad_model]) == 1
+    err = capsys.readouterr().err
+    assert 'notes.pth is not a PyTorch checkpoint (a .pth file written by training)' in err
+    assert 'Please file an issue' not in err

@@ -378,11 +378,14 @@ def read_image(
         IsADirectoryError: ``path`` is a directory.
         ValueError: The file is not an image the loader decodes, or is truncated or corrupt.
     """
-    return _load_file(model, path, bands, stretch, 'read_image')['img']
+    return load_image(model, path, bands, stretch, 'read_image')['img']
 
 
-def _load_file(model: nn.Module, path, bands, stretch, caller: str) -> dict:
-    """The image loader's results for a file (``img``, shapes and the ``stretch`` applied)."""
+def load_image(
+    model: nn.Module, path: str | Path, bands=None, stretch=None, caller: str = 'load_image'
+) -> dict:
+    """:func:`read_image` with the loader's other results: ``img`` (H, W, 3) uint8 BGR,
+    ``img_shape``, ``ori_shape`` and ``stretch`` (the :class:`btdnet.utils.Stretch` applied)."""
     path = _check_image_path(path, caller)
     init_default_scope(model.cfg.get('default_scope', 'mmseg'))
     loader, _ = _pipelines(model.cfg, from_array=False, bands=bands, stretch=stretch)
@@ -566,7 +569,7 @@ def inference_model(
         base = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], stretch=fitted)
         stem = 'array'
     else:
-        base = _load_file(model, image, bands, stretch, 'inference_model')
+        base = load_image(model, image, bands, stretch, 'inference_model')
         _, rest = _pipelines(model.cfg, from_array=True)
         stem = osp.splitext(osp.basename(str(image)))[0]
     _warn_if_truncated(model, texts)
