@@ -197,3 +197,29 @@ def test_infer_py_bad_input_is_a_message_and_exit_status_1(
     err = capsys.readouterr().err
     assert 'notes.pth is not a PyTorch checkpoint (a .pth file written by training)' in err
     assert 'Please file an issue' not in err
+
+
+def test_infer_py_is_quiet_on_a_normal_run_and_a_truncation_still_says_so(
+    tmp_path, tiny_checkpoint, test_split
+):
+    """No third-party warning or info line on a normal run (mmseg's build_loss deprecation,
+    mmengine's checkpoint-backend line, ...); a sentence over the token budget prints one line."""
+    import os
+
+    img_path = next(iter(test_split.values()))[0]
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    common = ['--config', TINY, '--checkpoint', str(tiny_checkpoint)]
+    long = ' '.join(['the small white car next to the road'] * 3)  # 26 tokens, 20 read
+    outputs = []
+    for k, sentence in enumerate(('the red car on the left', long)):
+        cmd = [sys.executable, str(ROOT / 'tools' / 'infer.py'), img_path, sentence, *common]
+        cmd += ['--out', str(tmp_path / f'm{k}.png')]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done)
+    normal, truncated = outputs
+    assert normal.stderr == ''
+    assert normal.stdout.splitlines()[0].startswith('target pixels:')  # nothing before it
+    assert truncated.stderr == ''
+    said = [line for line in truncated.stdout.splitlines() if 'WARNING' in line]
+    assert len(said) == 1 and 'sentence 0 has 26 tokens' in said[0] and 'truncated' in said[0]

@@ -44,6 +44,7 @@ from torch import nn
 
 from ..evaluation.rrsis_metric import existence_score
 from ..utils.image_file import Stretch, array_to_bgr, parse_bands, parse_stretch
+from ..utils.safe_checkpoint import load_local_checkpoint
 
 DEFAULT_DATASET_META = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 64, 32]])
 # Transforms that read ground truth: dropped at inference.
@@ -86,9 +87,13 @@ def load_checkpoint_strict(model: nn.Module, filename: str, map_location='cpu') 
         CheckpointMismatchError: Keys missing from the checkpoint, keys the model does not have,
             or tensors of other shapes; all three lists are in the message.
     """
-    # Local files go through btdnet.utils.safe_checkpoint, which already turns unreadable files
-    # into a ValueError and foreign globals into an UnsafeCheckpointError, both naming the file.
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    # Local files go straight to btdnet.utils.safe_checkpoint (mmengine's loader would route
+    # them there too, after an INFO line on every run), which turns unreadable files into a
+    # ValueError and foreign globals into an UnsafeCheckpointError, both naming the file.
+    if '://' in str(filename):
+        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    else:
+        checkpoint = load_local_checkpoint(str(filename), map_location=map_location)
     if not isinstance(checkpoint, dict):
         raise ValueError(
             f'{filename!r}: expected a checkpoint dict (with a state_dict), found a '
@@ -480,8 +485,12 @@ def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tup
 
 
 def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'inference_model') -> None:
-    """Say which sentences exceed the text encoder's token budget, and what it keeps."""
-    for k, (num_tokens, budget, kept) in truncated_sentences(model, texts).items():
+    """Say which sentences exceed the text encoder's token budget, and what it keeps (once:
+    the encoder's own, vaguer notice is marked as given)."""
+    truncated = truncated_sentences(model, texts)
+    if truncated:
+        getattr(_text_encoder(model), 'notices_logged', set()).add('truncated')
+    for k, (num_tokens, budget, kept) in truncated.items():
         print_log(
             f'{caller}: sentence {k} has {num_tokens} tokens ([CLS] and [SEP] '
             f'included) but the text encoder reads max_length={budget}; it is truncated to '

@@ -13,13 +13,14 @@ A scene is never read whole: rows come by windows, the stretch percentiles from 
 import math
 import os
 import os.path as osp
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -40,6 +41,14 @@ GEOTIFF_BLOCK = 512
 # (whole blocks): each block is decoded once, and the raw chunk stays small.
 ROW_CHUNK = 256
 COLUMN_CHUNK = 2048
+
+
+def _open_quietly(path: str):
+    """``rasterio.open`` without its NotGeoreferencedWarning: a scene without georeferencing
+    is reported by the scene tool in its own words (outputs in pixel coordinates)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 class RasterScene:
@@ -82,7 +91,7 @@ class RasterScene:
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise ValueError(f'--scale: expected a positive factor, found {scale!r}')
         try:
-            self.src = rasterio.open(self.path)
+            self.src = _open_quietly(self.path)
         except RasterioError as err:
             raise ValueError(
                 f'{self.path}: not a raster GDAL can read (is it an image file?): {err}'
@@ -355,7 +364,7 @@ class RasterScene:
         if not self.has_nodata:
             return np.ones((y1 - y0, self.width), bool)
         if self._valid_src is None:
-            self._valid_src = rasterio.open(self.path)
+            self._valid_src = _open_quietly(self.path)
         return self._valid(self._read(self._valid_src, window=Window(0, y0, self.width, y1 - y0)))
 
     def overview_bgr(self, scan: dict) -> np.ndarray:

@@ -146,7 +146,7 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
         self.tokenizer = BertTokenizerFast.from_pretrained(model_dir, local_files_only=True)
         self.max_length = int(manifest['max_length'])
         self.key_phrase_masking = bool(manifest['key_phrase_masking'])
-        self._logged = set()
+        self.notices_logged = set()
         self.session = self._session(graph, device, flush_denormal, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self._inference_text = None
@@ -177,8 +177,8 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
 
     # ------------------------------------------------------------------ text
     def _log_once(self, key: str, msg: str, level: int = logging.INFO) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
+        if key not in self.notices_logged:
+            self.notices_logged.add(key)
             print_log(msg, logger='current', level=level)
 
     def tokenize(self, samples: SampleList | list[dict]) -> dict[str, Tensor]:
