@@ -80,10 +80,18 @@ def test_single_sentence_gives_mask_logits_and_existence_at_original_size(model,
 def test_several_sentences_for_one_image_match_one_at_a_time(model, scene):
     path, _ = scene
     texts = ['the red car', 'a large grey roof at the top']
-    both = inference_model(model, path, texts, batch_size=1)
+    both = inference_model(model, path, texts)  # one batch of two (the default batch is 8)
     assert isinstance(both, list) and [r.text for r in both] == texts
-    alone = inference_model(model, path, texts[1])
-    assert torch.allclose(both[1].seg_logits.data, alone.seg_logits.data, atol=1e-5)
+    for k, text in enumerate(texts):
+        alone = inference_model(model, path, text)
+        assert torch.allclose(both[k].seg_logits.data, alone.seg_logits.data, atol=1e-5)
+    assert not torch.allclose(both[0].seg_logits.data, both[1].seg_logits.data, atol=1e-3)
+
+
+@pytest.mark.parametrize('batch_size', [0, -1, 1.5, True, '8'])
+def test_nonsense_batch_size_is_refused(model, scene, batch_size):
+    with pytest.raises(ValueError, match=f'batch_size must be an int >= 1, found {batch_size!r}'):
+        inference_model(model, scene[0], 'the red car', batch_size=batch_size)
 
 
 def test_array_input_equals_file_input(model, scene):
