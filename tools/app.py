@@ -45,12 +45,14 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from starlette.exceptions import StarletteDeprecationWarning  # noqa: E402
 
 from btdnet.apis import (  # noqa: E402
     build_tile_predictor,
@@ -69,6 +71,13 @@ from btdnet.visualization import draw_sentence_masks  # noqa: E402
 from btdnet.visualization.referring_visualizer import SENTENCE_COLORS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# Gradio's queue route names a status code Starlette has renamed: one warning per request in the
+# server's log, about Gradio's code, not about anything a user did.
+warnings.filterwarnings(
+    'ignore',
+    message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated",
+    category=StarletteDeprecationWarning,
+)
 DEFAULT_MAX_PIXELS = 50_000_000
 # Longest image side accepted: a longer strip cannot be written as a PNG (libpng stops at
 # 1,000,000 rows) and would be a line on the page.

@@ -413,6 +413,8 @@ def test_the_app_makes_no_outside_connection(tmp_path, tiny_checkpoint, images):
         process.wait(timeout=60)
     # Its folder went with it; the live app's folder stays.
     assert sorted(p.name for p in tmp.iterdir()) == [f'btdnet_app_{os.getpid()}_live']
+    # A quiet log: no third-party warning on start or per request.
+    assert 'Warning' not in process.stdout.read().decode()
     records = log.read_text().splitlines()
     assert any(r.startswith('local') for r in records)  # the guard was active in the app
     outside = [r for r in records if not r.startswith('local')]
