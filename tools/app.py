@@ -207,6 +207,8 @@ class Prediction:
         mask_files (tuple): Which sentences the mask downloads show (found or not) and their
             files, as last written: a slider that moves no sentence across the threshold
             rewrites only the overlay.
+        previous_dir (str, optional): The session's run before this one: its files stay until
+            the next run, so that a redraw of it still in flight when this run ended finds them.
     """
 
     image: np.ndarray
@@ -218,12 +220,15 @@ class Prediction:
     out_dir: str
     notes: list[str] = field(default_factory=list)
     mask_files: tuple = ((), [])
+    previous_dir: str | None = None
 
 
 def _delete_prediction(prediction: 'Prediction | None') -> None:
     """gr.State's delete callback: drop a session's downloads when the session expires."""
     if isinstance(prediction, Prediction):
-        shutil.rmtree(prediction.out_dir, ignore_errors=True)
+        for folder in (prediction.out_dir, prediction.previous_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class SegmentationApp:
@@ -598,11 +603,17 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                 return None, _error_html('Cannot read this image', err)
 
         def run(path, text, mode, threshold, opacity, old, progress=gr.Progress()):  # noqa: B008
-            _delete_prediction(old)
             try:
                 prediction = app.predict(path, text, mode, progress)
             except InputError as err:
+                _delete_prediction(old)  # the page shows no result any more
                 return None, None, '', None, _error_html('Not run', err)
+            if isinstance(old, Prediction):
+                # The run before last goes; the last stays one more run (Gradio may still be
+                # serving a redraw of it).
+                if old.previous_dir:
+                    shutil.rmtree(old.previous_dir, ignore_errors=True)
+                prediction.previous_dir = old.out_dir
             overlay, legend, files = app.render(prediction, threshold, opacity)
             return prediction, overlay, legend, files, '\n\n'.join(prediction.notes)
 

@@ -22,6 +22,10 @@ ONNX Runtime runs an exported model (``tools/deployment/pytorch2onnx.py``) with
 ``--backend onnxruntime`` (or ``onnxruntime-int8``) and the exported folder as CHECKPOINT; the
 tiles are the graph's export shape.
 
+Data deeper than 8 bits get one 2-98 % stretch shared by the bands, from a decimated sample of
+the scene, as every other entry point reads files (``--stretch per-band``, ``none`` or
+``MIN,MAX`` to change it; the run summary records it).
+
 Arguments, rasters, bands, sentences and the output folder are checked before the model loads.
 Exit status 1 if a scene failed (the others go on in CSV mode).
 """

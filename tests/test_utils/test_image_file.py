@@ -152,3 +152,18 @@ def tiny_model(tiny_checkpoint):
     from btdnet.apis import init_model
 
     return init_model(str(TINY_CONFIG), tiny_checkpoint)
+
+
+def test_stretch_fidelity_tool_prints_the_three_stretches(formats, capsys):
+    from conftest import load_tool
+
+    tool = load_tool('analysis_tools/stretch_fidelity.py')
+    assert tool.main([formats['png8']]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:-1]]
+    by_stretch = {}
+    for row in rows:
+        by_stretch.setdefault(row[-3], set()).add((float(row[-2]), float(row[-1])))
+    assert by_stretch['hand'] == {(0.0, 0.0)}  # OFFSET,OFFSET+255*GAIN undoes every product
+    assert len(by_stretch['shared']) == 1  # a percentile stretch ignores gain and offset
+    (shared,), (per_band,) = by_stretch['shared'], by_stretch['per-band']
+    assert shared[1] < per_band[1]  # the shared stretch keeps hues closer
