@@ -167,3 +167,13 @@ def test_stretch_fidelity_tool_prints_the_three_stretches(formats, capsys):
     assert len(by_stretch['shared']) == 1  # a percentile stretch ignores gain and offset
     (shared,), (per_band,) = by_stretch['shared'], by_stretch['per-band']
     assert shared[1] < per_band[1]  # the shared stretch keeps hues closer
+
+
+def test_a_palette_png_reads_as_its_colours(formats, tmp_path):
+    from PIL import Image
+
+    rgb = formats['bgr'][..., ::-1]
+    palette_image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=16)
+    palette_image.save(tmp_path / 'palette.png')
+    expected = np.asarray(palette_image.convert('RGB'))[..., ::-1]
+    np.testing.assert_array_equal(read_image_file(tmp_path / 'palette.png').bgr, expected)

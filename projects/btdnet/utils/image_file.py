@@ -237,7 +237,9 @@ def array_to_bgr(image: np.ndarray, stretch: str | Stretch | None = 'shared'):
     bands = np.ascontiguousarray(channels.transpose(2, 0, 1))
     rows, cols = sample_grid(*bands.shape[1:])
     fitted = fit_stretch(stretch, bands[:, rows][:, :, cols])
-    return bands_to_bgr(bands, fitted), fitted
+    bgr = bands_to_bgr(bands, fitted)
+    fitted._luts.clear()  # the result keeps the stretch, not its 64 K-entry tables
+    return bgr, fitted
 
 
 @dataclass
@@ -409,6 +411,7 @@ def read_image_file(
     sample = data[:, rows][:, :, cols]
     fitted = fit_stretch(stretch, sample, None if valid is None else valid[rows][:, cols])
     bgr = bands_to_bgr(data, fitted)
+    fitted._luts.clear()  # the result keeps the stretch, not its 64 K-entry tables
     if valid is not None:
         bgr *= valid[..., None]
     return ImageData(bgr, valid, fitted, bands, str(data.dtype))
