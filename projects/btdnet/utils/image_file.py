@@ -23,6 +23,7 @@ and the sample for whole scenes), so one file gives one answer:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os.path as osp
 import warnings
@@ -326,6 +327,25 @@ def _gdal_valid(src, bands) -> np.ndarray | None:
     return None if valid.all() else valid
 
 
+def _ends(path: str, content: bytes | None) -> tuple[bytes, bytes]:
+    """The first 16 and last 64 bytes of the file (signature, end marker); checks the path."""
+    if content is not None:
+        return content[:16], content[-64:]
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{path}: expected an image file, found a folder')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: expected an image file, found no such file')
+    with open(path, 'rb') as f:
+        head = f.read(16)
+        f.seek(max(0, osp.getsize(path) - 64))
+        return head, f.read()
+
+
+def _read_all(path: str) -> bytes:
+    with open(path, 'rb') as f:
+        return f.read()
+
+
 def _expand_palette(indices: np.ndarray, colormap: dict) -> np.ndarray:
     """A palette band (h, w) -> (3, h, w) R, G, B uint8."""
     table = np.zeros((256, 3), np.uint8)
@@ -366,32 +386,31 @@ def read_image_file(
     path = str(path)
     bands = parse_bands(bands)
     stretch = parse_stretch(stretch)
-    if content is None:
-        if osp.isdir(path):
-            raise IsADirectoryError(f'{path}: expected an image file, found a folder')
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{path}: expected an image file, found no such file')
-        with open(path, 'rb') as f:
-            content = f.read()
-    if _is_jpeg(content):
-        return _decode_with_opencv(path, content, bands, stretch)
-    known = _known_format(content)
-    if known == 'PNG' and not content.rstrip(b'\x00').endswith(_PNG_END):
+    head, tail = _ends(path, content)
+    if _is_jpeg(head):
+        return _decode_with_opencv(path, content or _read_all(path), bands, stretch)
+    known = _known_format(head)
+    if known == 'PNG' and not tail.rstrip(b'\x00').endswith(_PNG_END):
         # GDAL's PNG driver returns the rows it could decode without an error.
         raise CorruptImageError(f'{path}: the PNG is truncated (no IEND chunk at its end)')
+    # A local file is opened where it is (no copy of it in memory); bytes through a MemoryFile.
+    memfile = contextlib.nullcontext() if content is None else rasterio.MemoryFile(content)
     with warnings.catch_warnings():
         # An image without georeferencing is the normal case here, not a problem to report.
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
         try:
-            memfile = rasterio.MemoryFile(content)
-            src = memfile.open()
+            src = rasterio.open(path) if content is None else memfile.open()
         except RasterioError as err:
+            if content is not None:
+                memfile.close()
             if known:
-                reason = str(err).replace(osp.basename(memfile.name), osp.basename(path))
+                reason = str(err).replace(
+                    osp.basename(getattr(memfile, 'name', path)), osp.basename(path)
+                )
                 raise CorruptImageError(
                     f'{path}: the {known} file is truncated or corrupt (GDAL: {reason})'
                 ) from None
-            return _decode_with_opencv(path, content, bands, stretch)
+            return _decode_with_opencv(path, content or _read_all(path), bands, stretch)
         with memfile, src:
             bands = bands or default_bands(src.count)
             if max(bands) > src.count:

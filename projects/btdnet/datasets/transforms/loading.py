@@ -129,7 +129,13 @@ class LoadRSImageFromFile(BaseTransform):
     def transform(self, results: dict) -> dict:
         path = results['img_path']
         sample_id = results.get('sample_id')
-        content = _read_bytes(path, 'image', sample_id, self.backend_args)
+        content = None  # a local file is read by GDAL where it is
+        if self.backend_args is not None or '://' in str(path):
+            content = _read_bytes(path, 'image', sample_id, self.backend_args)
+        elif not osp.exists(path):
+            raise FileNotFoundError(
+                f'Expected the image of sample_id {sample_id} at {path}, found no such file'
+            )
         try:
             image = read_image_file(path, self.bands, self.stretch, content=content)
         except ValueError as err:
