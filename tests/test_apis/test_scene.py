@@ -668,3 +668,36 @@ def tiny_model(tiny_checkpoint):
     from btdnet.apis import init_model
 
     return init_model(str(TINY_CONFIG), tiny_checkpoint)
+
+
+def test_an_internal_mask_or_alpha_band_marks_nodata_as_a_nodata_value_does(tmp_path):
+    """GDAL's mask decides which pixels are valid: an internal mask or an alpha band gives the
+    same tiles, stretch and outputs as nodata 0 written into the same pixels."""
+    image = blobs(96, 96, seed=13, count=4)
+    deep = rgb_bands(image).astype(np.uint16) * 64 + 500
+    valid = np.ones((96, 96), bool)
+    valid[:, :40] = False
+    with_zeros = deep * valid
+    paths = dict(nodata=write_tif(tmp_path / 'nodata.tif', with_zeros, nodata=0))
+    paths['mask'] = write_tif(tmp_path / 'mask.tif', deep)  # values kept under the mask
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(paths['mask'], 'r+') as dst:
+            dst.write_mask(valid.astype(np.uint8) * 255)
+    alpha = (valid * 255).astype(np.uint16)[None]
+    paths['alpha'] = write_tif(
+        tmp_path / 'alpha.tif', np.concatenate([deep, alpha]), photometric='RGB', alpha='YES'
+    )
+    results = {}
+    for name, path in paths.items():
+        with RasterScene(path) as scene:
+            assert scene.has_nodata, name
+            np.testing.assert_array_equal(scene.read_valid(0, 96), valid, err_msg=name)
+        out = tmp_path / name
+        summary = infer_scene(BoxPredictor(), path, SENTENCE, str(out), SceneOptions(), stem='s')
+        with rasterio.open(out / 's_mask.tif') as f:
+            results[name] = (f.read(1), summary['tiles'], summary['stretch'])
+    reference = results['nodata']
+    assert reference[1]['nodata'] > 0 and (reference[0][:, :40] == 255).all()
+    for name in ('mask', 'alpha'):
+        np.testing.assert_array_equal(results[name][0], reference[0], err_msg=name)
+        assert results[name][1:] == reference[1:], name

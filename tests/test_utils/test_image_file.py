@@ -177,3 +177,19 @@ def test_a_palette_png_reads_as_its_colours(formats, tmp_path):
     palette_image.save(tmp_path / 'palette.png')
     expected = np.asarray(palette_image.convert('RGB'))[..., ::-1]
     np.testing.assert_array_equal(read_image_file(tmp_path / 'palette.png').bgr, expected)
+
+
+def test_an_alpha_band_masks_unless_it_is_read_as_a_colour(tmp_path):
+    """GDAL calls the 4th band of a 4-band 8-bit GeoTIFF alpha by default: it masks the other
+    bands' pixels, but a band read as a colour (--bands naming it, e.g. NIR) is data."""
+    bands = np.stack([np.full((8, 8), v, np.uint8) for v in (10, 20, 30, 40)])
+    bands[3, :2] = 0  # 'alpha' 0 on the first two rows
+    path = write_tif(tmp_path / 'rgba.tif', bands)
+    with rasterio.open(path) as src:
+        assert src.colorinterp[3].name == 'alpha'
+    default = read_image_file(path)
+    assert not default.bgr[:2].any() and (default.bgr[2:] == (30, 20, 10)).all()
+    assert default.valid is not None and not default.valid[:2].any() and default.valid[2:].all()
+    nir = read_image_file(path, bands='4,2,1')
+    assert nir.valid is None and (nir.bgr[2:] == (10, 20, 40)).all()
+    assert (nir.bgr[:2] == (10, 20, 0)).all()  # the band's zeros are values, not a mask

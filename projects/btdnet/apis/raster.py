@@ -30,6 +30,7 @@ from ..utils.image_file import (
     bands_to_bgr,
     default_bands,
     fit_stretch,
+    mask_source,
     parse_bands,
     parse_stretch,
     sample_grid,
@@ -59,7 +60,8 @@ class RasterScene:
         bands (Sequence[int], optional): 1-based bands taken as (R, G, B), or one band taken as
             grey. Default: 1, 2, 3, or band 1 as grey when the file has fewer than 3 bands.
         nodata (float, optional): Nodata value; default the file's. A pixel is nodata when every
-            selected band holds it (NaN always counts as nodata in float rasters).
+            selected band holds it (NaN always counts as nodata in float rasters), or when
+            GDAL's mask says so (an alpha band or an internal mask of the file).
         scale (float): Resampling factor before tiling (``2.0`` doubles the pixels along each
             axis): the rows read are on this working grid. Default 1.0.
         stretch (str | Stretch): How deeper-than-8-bit data become 8 bits (see
@@ -112,6 +114,8 @@ class RasterScene:
                 f'(bands {",".join(map(str, bands))})'
             )
         self.bands = tuple(bands)
+        # An alpha band or an internal mask: pixels GDAL's mask marks invalid beyond nodata.
+        self.gdal_mask = mask_source(src, self.bands) in ('alpha', 'mask')
         self.dtype = np.dtype(src.dtypes[self.bands[0] - 1])
         self.nodata = src.nodata if nodata is None else float(nodata)
         self.height, self.width = src.height, src.width
@@ -198,6 +202,19 @@ class RasterScene:
                 f'{self.path}: reading {where} failed; the file is truncated or corrupt ({err})'
             ) from None
 
+    def _valid_in(self, reader, window, data: np.ndarray) -> np.ndarray:
+        """bool (h, w) of a window read: :meth:`_valid` and, for files with one, GDAL's mask."""
+        valid = self._valid(data)
+        if self.gdal_mask:
+            try:
+                valid &= reader.read_masks(list(self.bands), window=window).any(axis=0)
+            except RasterioError as err:
+                raise ValueError(
+                    f'{self.path}: reading its mask failed; the file is truncated or corrupt '
+                    f'({err})'
+                ) from None
+        return valid
+
     def _valid(self, data: np.ndarray) -> np.ndarray:
         """bool (h, w): not every band is nodata (or NaN)."""
         invalid = np.ones(data.shape[1:], bool)
@@ -236,6 +253,7 @@ class RasterScene:
         height, width = self.height, self.width
         rows, cols = sample_grid(height, width, max_side)
         sample = np.zeros((len(self.bands), len(rows), len(cols)), self.dtype)
+        sample_mask = np.ones((len(rows), len(cols)), bool)  # GDAL's mask at the sample
         if overview_shape is not None:
             oh, ow = overview_shape
             cell_rows = np.arange(height) * oh // height
@@ -249,7 +267,7 @@ class RasterScene:
         if max_chunk_rows is not None and overview_shape is None and len(starts) > max_chunk_rows:
             starts = starts[np.round(np.linspace(0, len(starts) - 1, max_chunk_rows)).astype(int)]
             kept = np.isin(rows // chunk_h * chunk_h, starts)
-            rows, sample = rows[kept], sample[:, kept]
+            rows, sample, sample_mask = rows[kept], sample[:, kept], sample_mask[kept]
         for y0 in starts.tolist():
             y1 = min(height, y0 + chunk_h)
             r0, r1 = np.searchsorted(rows, [y0, y1])
@@ -260,10 +278,14 @@ class RasterScene:
                 c0, c1 = np.searchsorted(cols, [x0, x1])
                 if (r0 == r1 or c0 == c1) and overview_shape is None:
                     continue
-                data = self._read(self.src, window=Window(x0, y0, x1 - x0, y1 - y0))
-                sample[:, r0:r1, c0:c1] = data[:, rows[r0:r1] - y0][:, :, cols[c0:c1] - x0]
+                window = Window(x0, y0, x1 - x0, y1 - y0)
+                data = self._read(self.src, window=window)
+                at_sample = np.ix_(rows[r0:r1] - y0, cols[c0:c1] - x0)
+                sample[:, r0:r1, c0:c1] = data[(slice(None), *at_sample)]
+                if self.gdal_mask or overview_shape is not None:
+                    valid = self._valid_in(self.src, window, data)
+                    sample_mask[r0:r1, c0:c1] = valid[at_sample]
                 if overview_shape is not None:
-                    valid = self._valid(data)
                     values = np.nan_to_num(data.astype(np.float32)) * valid
                     # Cell indices only grow along each axis: sum the runs of equal cells.
                     cr, cc = cell_rows[y0:y1], cell_cols[x0:x1]
@@ -276,7 +298,7 @@ class RasterScene:
                     cells = np.ix_(cr[starts_r], cc[starts_c])
                     sums[(slice(None), *cells)] += block
                     counts[cells] += count
-        out = dict(sample=sample, sample_valid=self._valid(sample))
+        out = dict(sample=sample, sample_valid=self._valid(sample) & sample_mask)
         if overview_shape is not None:
             mean = sums / np.maximum(counts, 1)
             if self.dtype.kind in 'ui':
@@ -307,8 +329,9 @@ class RasterScene:
 
     @property
     def has_nodata(self) -> bool:
-        """Whether pixels can be nodata (a nodata value, or NaN in a float raster)."""
-        return self.nodata is not None or self.dtype.kind == 'f'
+        """Whether pixels can be nodata (a nodata value, NaN in a float raster, or GDAL's mask
+        of an alpha band or an internal mask)."""
+        return self.nodata is not None or self.dtype.kind == 'f' or self.gdal_mask
 
     def _convert(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Working-grid rows [y0, y1) read in column chunks of whole blocks, stretched, and
@@ -319,9 +342,10 @@ class RasterScene:
         valid = np.empty((y1 - y0, self.work_width), bool) if self.has_nodata else None
         for x0 in range(0, self.work_width, step):
             x1 = min(self.work_width, x0 + step)
-            data = self._read(self._reader, window=Window(x0, y0, x1 - x0, y1 - y0))
+            window = Window(x0, y0, x1 - x0, y1 - y0)
+            data = self._read(self._reader, window=window)
             if valid is not None:
-                valid[:, x0:x1] = self._valid(data)
+                valid[:, x0:x1] = self._valid_in(self._reader, window, data)
             bgr[:, x0:x1] = self.to_bgr(data)
         if valid is not None:
             bgr *= valid[..., None]  # nodata black (masks index nothing: no index arrays)
@@ -365,7 +389,8 @@ class RasterScene:
             return np.ones((y1 - y0, self.width), bool)
         if self._valid_src is None:
             self._valid_src = _open_quietly(self.path)
-        return self._valid(self._read(self._valid_src, window=Window(0, y0, self.width, y1 - y0)))
+        window = Window(0, y0, self.width, y1 - y0)
+        return self._valid_in(self._valid_src, window, self._read(self._valid_src, window=window))
 
     def overview_bgr(self, scan: dict) -> np.ndarray:
         """The box-averaged overview of :meth:`scan` as uint8 BGR (cells without a valid pixel

@@ -314,13 +314,29 @@ def _decode_with_opencv(path: str, content: bytes, bands, stretch) -> ImageData:
     return ImageData(img, None, fitted, (), 'uint8')
 
 
-def _gdal_valid(src, bands) -> np.ndarray | None:
-    """GDAL's mask of the bands read (nodata value, alpha band, internal mask), or None when it
-    says every pixel is valid."""
-    from rasterio.enums import MaskFlags
+def mask_source(src, bands: Sequence[int]) -> str | None:
+    """Where GDAL's mask of the bands read comes from: ``'alpha'`` (an alpha band), ``'mask'``
+    (an internal or sidecar mask), ``'nodata'`` (a nodata value), or None (every pixel valid).
 
-    flags = [src.mask_flag_enums[b - 1] for b in bands]
-    if all(f == [MaskFlags.all_valid] for f in flags):
+    An alpha band that ``bands`` reads as a colour (GDAL calls the 4th band of a 4-band 8-bit
+    GeoTIFF alpha by default, NIR or not) is data, not a mask: None then.
+    """
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    flags = [set(src.mask_flag_enums[b - 1]) for b in bands]
+    if any(MaskFlags.alpha in f for f in flags):
+        reads_alpha = any(src.colorinterp[b - 1] == ColorInterp.alpha for b in bands)
+        return None if reads_alpha else 'alpha'
+    if any(MaskFlags.per_dataset in f for f in flags):
+        return 'mask'
+    if any(MaskFlags.nodata in f for f in flags):
+        return 'nodata'
+    return None
+
+
+def _gdal_valid(src, bands) -> np.ndarray | None:
+    """GDAL's mask of the bands read (:func:`mask_source`), or None when every pixel is valid."""
+    if mask_source(src, bands) is None:
         return None
     # Per band with a nodata value: a pixel is nodata when every band read holds it.
     valid = src.read_masks(list(bands)).any(axis=0)
