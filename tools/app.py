@@ -39,33 +39,51 @@ import html  # noqa: E402
 import json  # noqa: E402
 import os.path as osp  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from starlette.exceptions import StarletteDeprecationWarning  # noqa: E402
 
 from btdnet.apis import (  # noqa: E402
     build_tile_predictor,
     inference_model,
     init_model,
+    load_image,
     predict_tiled,
-    read_image,
     read_image_header,
     truncated_sentences,
     write_mask_geotiff,
 )
 from btdnet.datasets.synthetic import split_scenes  # noqa: E402
 from btdnet.evaluation import safe_file_stem, write_mask_png  # noqa: E402
+from btdnet.utils import parse_bands, parse_stretch  # noqa: E402
+from btdnet.utils.image_file import BANDS_HELP, STRETCH_HELP  # noqa: E402
 from btdnet.visualization import draw_sentence_masks  # noqa: E402
 from btdnet.visualization.referring_visualizer import SENTENCE_COLORS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# Gradio's queue route names a status code Starlette has renamed: one warning per request in the
+# server's log, about Gradio's code, not about anything a user did.
+warnings.filterwarnings(
+    'ignore',
+    message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated",
+    category=StarletteDeprecationWarning,
+)
 DEFAULT_MAX_PIXELS = 50_000_000
+# Longest image side accepted: a longer strip cannot be written as a PNG (libpng stops at
+# 1,000,000 rows) and would be a line on the page.
+MAX_SIDE = 100_000
+# The server's working folders (downloads, rendered examples): <prefix><pid>_<random>.
+WORK_DIR_PREFIX = 'btdnet_app_'
 # Existence threshold on fg_margin, fit on the `make demo` model's test scenes with
 # tools/analysis_tools/existence_threshold.py: the threshold with the best balanced accuracy
 # between the test sentences (median 5.2) and the same sentences with their colour swapped for
@@ -126,10 +144,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='synthetic dataset whose test scenes are the examples (rendered on the fly when '
         'missing; default data/synthetic_rrsis_demo, the make demo data)',
     )
+    parser.add_argument('--bands', help=BANDS_HELP)
+    parser.add_argument('--stretch', default='shared', help=STRETCH_HELP)
     args = parser.parse_args(argv)
     # Cheap checks first: nothing is loaded before the arguments make sense.
     if not 1 <= args.port <= 65535:
         parser.error(f'--port: expected 1-65535, found {args.port}')
+    try:
+        args.bands = parse_bands(args.bands)
+        parse_stretch(args.stretch)
+    except ValueError as err:
+        parser.error(str(err))
+    busy = port_in_use(args.host, args.port)
+    if busy:
+        parser.error(
+            f'--port {args.port}: {args.host}:{args.port} is taken ({busy}); '
+            'choose another port with --port'
+        )
     if args.max_pixels <= 0:
         parser.error(f'--max-pixels: expected a positive number of pixels, found {args.max_pixels}')
     for name in ('config', 'checkpoint'):
@@ -138,6 +169,16 @@ def parse_args(argv=None) -> argparse.Namespace:
             found = 'a directory' if osp.isdir(path) else 'nothing'
             parser.error(f'{name}: expected a file, found {found} at {path}')
     return args
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why the app could not serve on ``host:port`` (the OS's words), or None when it can."""
+    with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
 
 
 def parse_sentences(text: str | None) -> list[str]:
@@ -166,6 +207,8 @@ class Prediction:
         mask_files (tuple): Which sentences the mask downloads show (found or not) and their
             files, as last written: a slider that moves no sentence across the threshold
             rewrites only the overlay.
+        previous_dir (str, optional): The session's run before this one: its files stay until
+            the next run, so that a redraw of it still in flight when this run ended finds them.
     """
 
     image: np.ndarray
@@ -177,12 +220,15 @@ class Prediction:
     out_dir: str
     notes: list[str] = field(default_factory=list)
     mask_files: tuple = ((), [])
+    previous_dir: str | None = None
 
 
 def _delete_prediction(prediction: 'Prediction | None') -> None:
     """gr.State's delete callback: drop a session's downloads when the session expires."""
     if isinstance(prediction, Prediction):
-        shutil.rmtree(prediction.out_dir, ignore_errors=True)
+        for folder in (prediction.out_dir, prediction.previous_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class SegmentationApp:
@@ -192,10 +238,15 @@ class SegmentationApp:
         model: From :func:`btdnet.apis.init_model`.
         max_pixels (int): Largest image accepted.
         work_dir (str): Folder for the downloads (one sub-folder per run).
+        bands (tuple[int, ...], optional): Bands read as R, G, B (or one as grey); default 1, 2,
+            3, as every entry point reads files.
+        stretch (str): How data deeper than 8 bits become 8 bits (``tools/infer.py
+            --stretch``). Default ``'shared'``.
     """
 
-    def __init__(self, model, max_pixels: int, work_dir: str):
+    def __init__(self, model, max_pixels: int, work_dir: str, bands=None, stretch='shared'):
         self.model = model
+        self.bands, self.stretch = parse_bands(bands), stretch
         self.max_pixels = int(max_pixels)
         self.work_dir = work_dir
         self.predictor = build_tile_predictor(model)  # the sliding-window path
@@ -218,6 +269,12 @@ class SegmentationApp:
                 f'({pixels / 1e6:.1f} MP), larger than this server accepts '
                 f'({self.max_pixels / 1e6:g} MP, --max-pixels). Crop or downsample it first, or '
                 'run tools/infer_scene.py on it for whole scenes.'
+            )
+        if max(header['height'], header['width']) > MAX_SIDE:
+            raise InputError(
+                f'{name} is {header["width"]:,} x {header["height"]:,} pixels: a side longer '
+                f'than {MAX_SIDE:,} px can be neither shown nor downloaded as a PNG. Crop it, or '
+                'run tools/infer_scene.py on it.'
             )
         return name, header
 
@@ -242,18 +299,15 @@ class SegmentationApp:
         """
         if not path:
             return None
-        _, header = self._check_image(path)
-        return _shrink(self._read(path, header)[..., ::-1], max_side)
+        self._check_image(path)
+        return _shrink(self._read(path)['img'][..., ::-1], max_side)
 
-    def _read(self, path: str, header: dict) -> np.ndarray:
+    def _read(self, path: str) -> dict:
+        """The image as the model reads it: ``img`` (BGR) and the ``stretch`` applied."""
         try:
-            return read_image(self.model, path)
+            return load_image(self.model, path, self.bands, self.stretch)
         except (OSError, ValueError) as err:
-            raise InputError(
-                f'{_short(err, path)}. This page reads images as tools/infer.py does (8- or '
-                f'16-bit, 1 to 4 bands); this one has {header["bands"]} band(s) of '
-                f'{header["dtype"]}: tools/infer_scene.py reads any raster.'
-            ) from None
+            raise InputError(_short(err, path)) from None
 
     # -- running -------------------------------------------------------------------------------
 
@@ -268,14 +322,15 @@ class SegmentationApp:
         sentences = self._check_sentences(text)
         name, header = self._check_image(path)
         start = time.perf_counter()
-        image = self._read(path, header)
+        loaded = self._read(path)
+        image = loaded['img']
         height, width = image.shape[:2]
         if mode == 'auto':
             fits = height <= self.input_size[0] and width <= self.input_size[1]
             mode = 'whole image' if fits else 'overview'
         side = f'{self.input_size[1]} x {self.input_size[0]} px'
         if mode == 'whole image':
-            results = inference_model(self.model, image, sentences)
+            results = inference_model(self.model, image, sentences)  # already 8-bit
             how = f'whole image resized to {side}'
         else:
             results = self._predict_tiled(image, sentences, mode, progress)
@@ -287,6 +342,8 @@ class SegmentationApp:
             f'{len(sentences)} sentence{"s" if len(sentences) > 1 else ""} on {name} '
             f'({width} x {height} px, {how}) in {time.perf_counter() - start:.1f} s.'
         ]
+        if loaded['stretch'].mode != 'none':
+            notes.append(f'{header["dtype"]} image read with a {loaded["stretch"]}.')
         truncated = truncated_sentences(self.model, sentences)
         for k, (num_tokens, budget, kept) in truncated.items():
             notes.append(
@@ -370,7 +427,7 @@ class SegmentationApp:
     def _write_downloads(self, prediction: Prediction, found, shown, overlay) -> list[str]:
         out = prediction.out_dir
         overlay_path = osp.join(out, 'overlay.png')
-        cv2.imwrite(overlay_path, overlay[..., ::-1])
+        _write_png(overlay_path, overlay[..., ::-1])
         if prediction.mask_files[0] != tuple(found):
             prediction.mask_files = (tuple(found), self._write_masks(prediction, shown))
         return [*prediction.mask_files[1], overlay_path]
@@ -395,6 +452,14 @@ class SegmentationApp:
                     )
                 )
         return files
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+    """Write a PNG the page links to, or say why not (cv2.imwrite only returns False)."""
+    if not cv2.imwrite(path, image):
+        raise InputError(
+            f'could not write the {image.shape[1]} x {image.shape[0]} px overlay as a PNG'
+        )
 
 
 def _score_text(score: dict) -> str:
@@ -529,11 +594,17 @@ def build_page(app: SegmentationApp, examples: list[list[str]]) -> gr.Blocks:
                 return None, _error_html('Cannot read this image', err)
 
         def run(path, text, mode, threshold, opacity, old, progress=gr.Progress()):  # noqa: B008
-            _delete_prediction(old)
             try:
                 prediction = app.predict(path, text, mode, progress)
             except InputError as err:
+                _delete_prediction(old)  # the page shows no result any more
                 return None, None, '', None, _error_html('Not run', err)
+            if isinstance(old, Prediction):
+                # The run before last goes; the last stays one more run (Gradio may still be
+                # serving a redraw of it).
+                if old.previous_dir:
+                    shutil.rmtree(old.previous_dir, ignore_errors=True)
+                prediction.previous_dir = old.out_dir
             overlay, legend, files = app.render(prediction, threshold, opacity)
             return prediction, overlay, legend, files, '\n\n'.join(prediction.notes)
 
@@ -618,30 +689,90 @@ def serve(
     examples_root: str = DEMO_DATA_ROOT,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     block: bool = True,
+    bands=None,
+    stretch: str = 'shared',
 ) -> gr.Blocks:
     """Build the page around ``model`` and serve it (see :func:`launch`); returns the page.
 
     Downloads and rendered examples go under ``work_dir``; the examples are the test scenes of
-    ``examples_root`` (see :func:`example_scenes`).
+    ``examples_root`` (see :func:`example_scenes`). ``bands`` and ``stretch`` say how uploads
+    are read (``--bands``, ``--stretch``).
     """
-    app = SegmentationApp(model, max_pixels, work_dir)
+    app = SegmentationApp(model, max_pixels, work_dir, bands, stretch)
     page = build_page(app, example_scenes(examples_root, osp.join(work_dir, 'examples')))
     launch(page, host, port, [work_dir, examples_root], max_pixels, block)
     return page
 
 
+def remove_stale_work_dirs(root: str | None = None) -> list[str]:
+    """Remove the working folders earlier app processes left behind (killed with SIGKILL, or
+    a machine that went down): those whose process is gone. Returns the folders removed."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(root):
+        path = osp.join(root, name)
+        if not (name.startswith(WORK_DIR_PREFIX) and osp.isdir(path)):
+            continue
+        pid = name[len(WORK_DIR_PREFIX) :].split('_')[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue  # another app serving now
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a service manager) stops the app as Ctrl+C does, so that its working
+    folder is removed on the way out."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv)  # the port is checked here, before the model loads
     print(f'loading {args.checkpoint} ...', flush=True)
     try:
         model = init_model(args.config, args.checkpoint, device=args.device)
     except (OSError, ValueError, TypeError) as err:
         print(f'error: {type(err).__name__}: {err}', file=sys.stderr)
         return 1
-    work_dir = tempfile.mkdtemp(prefix='btdnet_app_')
+    remove_stale_work_dirs()
+    work_dir = tempfile.mkdtemp(prefix=f'{WORK_DIR_PREFIX}{os.getpid()}_')
+    _stop_on_sigterm()
     try:
         print(f'BTDNet app on http://{args.host}:{args.port} (Ctrl+C to stop)', flush=True)
-        serve(model, work_dir, args.host, args.port, args.examples_root, args.max_pixels)
+        serve(
+            model,
+            work_dir,
+            args.host,
+            args.port,
+            args.examples_root,
+            args.max_pixels,
+            bands=args.bands,
+            stretch=args.stretch,
+        )
+    except OSError as err:  # the port was taken after the check
+        print(
+            f'error: cannot serve on {args.host}:{args.port} ({err.strerror or err}); choose '
+            'another port with --port',
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0

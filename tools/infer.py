@@ -22,6 +22,15 @@ int8 copy), in both modes, with the same outputs.
 Masks are 8-bit PNGs at the image's original size, target = 255. ``fg_fraction`` (share of
 pixels the target wins) and ``fg_margin`` (mean target-minus-background logit over them) tell how
 strongly the model claims the target exists.
+
+Images are read as every entry point reads them (``btdnet.utils.read_image_file``): ``--bands``
+picks the bands taken as R, G, B (default 1,2,3), and data deeper than 8 bits get one 2-98 %
+stretch shared by the bands unless ``--stretch`` says otherwise (``per-band``, ``none`` or
+``MIN,MAX``); the stretch used is printed (and is a column of ``results.csv``).
+
+Paths, sentences, the CSV header and the outputs are checked before the model loads. Existing
+outputs (``--out``, ``--overlay``, or ``results.csv`` in ``--out-dir``) are not replaced unless
+``--overwrite`` is given.
 """
 
 import argparse
@@ -33,8 +42,19 @@ import mmcv
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from btdnet.apis import BACKENDS, inference_model, init_model, read_pairs_csv
+from btdnet.apis import (
+    BACKENDS,
+    inference_model,
+    init_model,
+    read_image,
+    read_image_header,
+    read_pairs_csv,
+)
+from btdnet.apis.tiled import check_text
 from btdnet.evaluation import safe_file_stem, write_mask_png
+from btdnet.utils import parse_bands, parse_stretch
+from btdnet.utils.image_file import BANDS_HELP, STRETCH_HELP
+from btdnet.utils.output_files import check_replaceable
 from btdnet.visualization import overlay_from_sample
 
 RESULT_FIELDS = (
@@ -46,6 +66,7 @@ RESULT_FIELDS = (
     'fg_pixels',
     'fg_fraction',
     'fg_margin',
+    'stretch',
     'error',
 )
 
@@ -69,6 +90,9 @@ def parse_args(argv=None):
     parser.add_argument('--overlay', help='single mode: write the overlay picture here')
     parser.add_argument('--csv', help='batch mode: CSV with columns image,sentence')
     parser.add_argument('--out-dir', help='batch mode: results folder')
+    parser.add_argument('--bands', help=BANDS_HELP)
+    parser.add_argument('--stretch', default='shared', help=STRETCH_HELP)
+    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -83,12 +107,34 @@ def parse_args(argv=None):
             parser.error('--csv needs --out-dir')
     elif args.image is None or args.sentence is None:
         parser.error('give IMAGE and "SENTENCE", or --csv FILE --out-dir DIR')
+    try:
+        args.bands = parse_bands(args.bands)
+        parse_stretch(args.stretch)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
-def read_rgb(path: str):
-    """The image as the pipeline decodes it (3-channel 8-bit), in RGB for drawing."""
-    return mmcv.imread(path, flag='color', channel_order='rgb')
+def check_inputs(args) -> list | None:
+    """What can fail before the model loads: image, sentence, CSV header, outputs.
+
+    Returns:
+        list | None: The CSV's rows in batch mode (rows with a bad image or sentence are
+        recorded as failed later, the others still run).
+    """
+    if args.csv:
+        pairs = read_pairs_csv(args.csv)
+        check_replaceable([osp.join(args.out_dir, 'results.csv')], args.overwrite)
+        return pairs
+    check_text(args.sentence)
+    read_image_header(args.image)  # a missing, foreign or headless file fails here
+    check_replaceable([p for p in (args.out, args.overlay) if p], args.overwrite)
+    return None
+
+
+def read_rgb(model, path: str, args):
+    """The image as the model read it (3-channel 8-bit), in RGB for drawing."""
+    return read_image(model, path, args.bands, args.stretch)[..., ::-1]
 
 
 def describe(result) -> str:
@@ -100,20 +146,23 @@ def describe(result) -> str:
 
 
 def run_single(model, args) -> int:
-    result = inference_model(model, args.image, args.sentence)
+    result = inference_model(
+        model, args.image, args.sentence, bands=args.bands, stretch=args.stretch
+    )
     print(describe(result))
+    if result.stretch.mode != 'none':
+        print(f'{result.stretch} (--stretch to change it)')
     if args.out:
         write_mask_png(args.out, result.pred_sem_seg.data[0].cpu().numpy())
         print(f'mask written to {args.out}')
     if args.overlay:
-        drawn = overlay_from_sample(read_rgb(args.image), result)
+        drawn = overlay_from_sample(read_rgb(model, args.image, args), result)
         mmcv.imwrite(mmcv.rgb2bgr(drawn), args.overlay)
         print(f'overlay written to {args.overlay}')
     return 0
 
 
-def run_batch(model, args) -> int:
-    pairs = read_pairs_csv(args.csv)
+def run_batch(model, args, pairs: list) -> int:
     for sub in ('masks', 'overlays'):
         mkdir_or_exist(osp.join(args.out_dir, sub))
     records, failed = [], 0
@@ -122,7 +171,7 @@ def run_batch(model, args) -> int:
         stem = f'{row}_{safe_file_stem(osp.splitext(osp.basename(name))[0])}'
         record = dict(row=row, image=name, sentence=sentence)
         try:
-            result = inference_model(model, path, sentence)
+            result = inference_model(model, path, sentence, bands=args.bands, stretch=args.stretch)
             mask = result.pred_sem_seg.data[0].cpu().numpy()
             record.update(
                 mask=osp.join('masks', f'{stem}.png'),
@@ -130,9 +179,10 @@ def run_batch(model, args) -> int:
                 fg_pixels=int(mask.sum()),
                 fg_fraction=result.fg_fraction,
                 fg_margin=result.fg_margin,
+                stretch=str(result.stretch),
             )
             write_mask_png(osp.join(args.out_dir, record['mask']), mask)
-            drawn = overlay_from_sample(read_rgb(path), result)
+            drawn = overlay_from_sample(read_rgb(model, path, args), result)
             mmcv.imwrite(mmcv.rgb2bgr(drawn), osp.join(args.out_dir, record['overlay']))
         except (OSError, ValueError, TypeError) as err:
             failed += 1
@@ -154,6 +204,7 @@ def run_batch(model, args) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        pairs = check_inputs(args)
         model = init_model(
             args.config,
             args.checkpoint,
@@ -161,7 +212,7 @@ def main(argv=None) -> int:
             cfg_options=args.cfg_options,
             backend=args.backend,
         )
-        return run_batch(model, args) if args.csv else run_single(model, args)
+        return run_batch(model, args, pairs) if args.csv else run_single(model, args)
     except (OSError, ValueError, TypeError) as err:  # bad input: say what, without a traceback
         print(f'error: {type(err).__name__}: {err}', file=sys.stderr)
         return 1

@@ -22,6 +22,10 @@ ONNX Runtime runs an exported model (``tools/deployment/pytorch2onnx.py``) with
 ``--backend onnxruntime`` (or ``onnxruntime-int8``) and the exported folder as CHECKPOINT; the
 tiles are the graph's export shape.
 
+Data deeper than 8 bits get one 2-98 % stretch shared by the bands, from a decimated sample of
+the scene, as every other entry point reads files (``--stretch per-band``, ``none`` or
+``MIN,MAX`` to change it; the run summary records it).
+
 Arguments, rasters, bands, sentences and the output folder are checked before the model loads.
 Exit status 1 if a scene failed (the others go on in CSV mode).
 """
@@ -51,6 +55,7 @@ from btdnet.apis import (
 from btdnet.apis.tiled import check_text
 from btdnet.engine import close_distributed
 from btdnet.evaluation import safe_file_stem
+from btdnet.utils.image_file import BANDS_HELP, STRETCH_HELP
 
 RESULT_FIELDS = (
     'row',
@@ -82,8 +87,9 @@ def parse_args(argv=None):
         help='tiles: the sentence applies to every tile (category-like prompts); overview: the '
         'whole scene at one network input locates the target first (spatial words)',
     )
-    parser.add_argument('--bands', help='bands taken as R,G,B (or one as grey); default 1,2,3')
+    parser.add_argument('--bands', help=BANDS_HELP)
     parser.add_argument('--nodata', type=float, help="nodata value (default: the file's)")
+    parser.add_argument('--stretch', default='shared', help=STRETCH_HELP)
     parser.add_argument('--scale', type=float, default=1.0, help='resample the scene first')
     parser.add_argument('--overlap', type=float, default=0.25, help='tile overlap, 0-0.5')
     parser.add_argument('--batch-size', type=int, default=8, help='tiles per forward')
@@ -128,6 +134,7 @@ def parse_args(argv=None):
             mode=args.mode,
             bands=args.bands,
             nodata=args.nodata,
+            stretch=args.stretch,
             scale=args.scale,
             overlap=args.overlap,
             batch_size=args.batch_size,
@@ -183,7 +190,7 @@ def precheck(job: dict, args) -> None:
     check_text(job['sentence'])
     check_out_dir(args.out_dir, job['stem'], args.resume, args.overwrite)
     options = args.options
-    RasterScene(job['path'], options.bands, options.nodata, options.scale).close()
+    RasterScene(job['path'], options.bands, options.nodata, options.scale, options.stretch).close()
 
 
 def model_info(args) -> dict:

@@ -80,10 +80,18 @@ def test_single_sentence_gives_mask_logits_and_existence_at_original_size(model,
 def test_several_sentences_for_one_image_match_one_at_a_time(model, scene):
     path, _ = scene
     texts = ['the red car', 'a large grey roof at the top']
-    both = inference_model(model, path, texts, batch_size=1)
+    both = inference_model(model, path, texts)  # one batch of two (the default batch is 8)
     assert isinstance(both, list) and [r.text for r in both] == texts
-    alone = inference_model(model, path, texts[1])
-    assert torch.allclose(both[1].seg_logits.data, alone.seg_logits.data, atol=1e-5)
+    for k, text in enumerate(texts):
+        alone = inference_model(model, path, text)
+        assert torch.allclose(both[k].seg_logits.data, alone.seg_logits.data, atol=1e-5)
+    assert not torch.allclose(both[0].seg_logits.data, both[1].seg_logits.data, atol=1e-3)
+
+
+@pytest.mark.parametrize('batch_size', [0, -1, 1.5, True, '8'])
+def test_nonsense_batch_size_is_refused(model, scene, batch_size):
+    with pytest.raises(ValueError, match=f'batch_size must be an int >= 1, found {batch_size!r}'):
+        inference_model(model, scene[0], 'the red car', batch_size=batch_size)
 
 
 def test_array_input_equals_file_input(model, scene):
@@ -105,10 +113,17 @@ def test_grey_rgba_and_16bit_files_and_arrays(model, scene, tmp_path):
         assert out.pred_sem_seg.data.shape == (1, 40, 56), name
         out_array = inference_model(model, array, 'the red car')
         assert torch.allclose(out.seg_logits.data, out_array.seg_logits.data, atol=1e-5), name
-    # 4th band dropped and 16 -> 8 bit as OpenCV does: the same prediction as the 8-bit image.
-    for array in (rgba, deep):
-        got = inference_model(model, array, 'the red car').seg_logits.data
-        assert torch.allclose(got, expected, atol=1e-5)
+    # A 4th band is dropped: the same prediction as the 8-bit image.
+    got = inference_model(model, rgba, 'the red car').seg_logits.data
+    assert torch.allclose(got, expected, atol=1e-5)
+    # 16 bits: one 2-98 % stretch shared by the three bands, recorded with the result.
+    low, high = np.percentile(deep, (2, 98))
+    stretched = np.clip((deep - low) * (255 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    got = inference_model(model, deep, 'the red car')
+    reference = inference_model(model, stretched, 'the red car').seg_logits.data
+    assert torch.allclose(got.seg_logits.data, reference, atol=1e-5)
+    assert got.stretch.mode == 'shared' and got.stretch.low == (low,) * 3
+    assert str(got.stretch) == f'shared 2-98 % stretch: {low:g}-{high:g}'
     assert to_bgr_uint8(grey).shape == (40, 56, 3)
     with pytest.raises(ValueError, match=r'\(H, W, 3\).*\(40, 56, 2\)'):
         to_bgr_uint8(np.zeros((40, 56, 2), np.uint8))

@@ -19,6 +19,7 @@ from btdnet.apis import (
     RasterScene,
     SceneOptions,
     TileGrid,
+    build_tile_predictor,
     infer_scene,
     predict_tiled,
     scene_outputs,
@@ -168,13 +169,20 @@ def test_scene_smaller_than_one_tile_is_padded_and_cropped():
 
 def test_invalid_tiles_are_skipped():
     image = blobs(64, 200, seed=4)
+    nodata_colour = (1, 2, 3)
+    assert not (image == nodata_colour).all(-1).any()
+    image[:, 120:] = nodata_colour  # a colour no valid pixel has
     valid = np.ones((64, 200), bool)
     valid[:, 120:] = False
     predictor = BoxPredictor()
     result = predict_tiled(predictor, image, SENTENCE, valid=valid)
-    assert result.tiles['nodata'] > 0
-    assert result.tiles['run'] + result.tiles['nodata'] == result.tiles['total']
-    assert all(t.shape[0] <= 8 for t in predictor.tiles_seen)
+    # 32-px tiles at stride 24: rows 0, 24, 32 and columns 0, 24, ..., 168 (8); the 3 columns
+    # starting at 120, 144 and 168 lie wholly in nodata: 3 x 3 = 9 skipped, 15 run.
+    assert (result.tiles['total'], result.tiles['run'], result.tiles['nodata']) == (24, 15, 9)
+    seen = np.concatenate(predictor.tiles_seen)
+    assert len(seen) == 15 and all(t.shape[0] <= 8 for t in predictor.tiles_seen)
+    in_nodata = (seen == nodata_colour).all(-1).reshape(len(seen), -1).all(1)
+    assert not in_nodata.any()  # no tile the predictor saw lies entirely in nodata
 
 
 def test_overview_mode_keeps_the_mask_inside_the_located_region():
@@ -404,6 +412,9 @@ def test_scale_resamples_before_tiling_and_outputs_stay_on_the_input_grid(tmp_pa
     options = SceneOptions(scale=2.0, save_score=True)
     summary = infer_scene(predictor, path, SENTENCE, str(tmp_path / 'o'), options)
     assert summary['working_size'] == [160, 192]
+    # 32-px tiles at stride 24 over 160 x 192 px: rows 0, 24, ..., 120, 128 (7) and columns
+    # 0, 24, ..., 144, 160 (8): 56 tiles; the unscaled 80 x 96 px would take 3 x 4 = 12.
+    assert sum(len(t) for t in predictor.tiles_seen) == 56 == summary['tiles']['run']
     with rasterio.open(tmp_path / 'o' / 's_mask.tif') as f, rasterio.open(path) as src:
         assert f.shape == (80, 96) and f.transform == src.transform
         mask = f.read(1)
@@ -641,7 +652,13 @@ def test_predict_tiled_with_the_tiny_model(tiny_model):
     image = blobs(100, 90, seed=12)
     result = predict_tiled(tiny_model, image, SENTENCE, batch_size=4)
     assert result.seg_logits.data.shape == (2, 100, 90) and result.tiles['run'] == 4
-    assert torch.isfinite(result.seg_logits.data).all()
+    # 64-px tiles at stride 48: rows 0, 36 and columns 0, 26. Rows 0-35 x columns 0-25 lie in
+    # the first tile only: there the result is that tile's own prediction.
+    predictor = build_tile_predictor(tiny_model)
+    alone = predictor(np.ascontiguousarray(image[None, :64, :64]), SENTENCE)[0]
+    np.testing.assert_allclose(
+        result.seg_logits.data[:, :36, :26].numpy(), alone[:, :36, :26], atol=1e-5, rtol=0
+    )
 
 
 @pytest.fixture(scope='module')
@@ -651,3 +668,36 @@ def tiny_model(tiny_checkpoint):
     from btdnet.apis import init_model
 
     return init_model(str(TINY_CONFIG), tiny_checkpoint)
+
+
+def test_an_internal_mask_or_alpha_band_marks_nodata_as_a_nodata_value_does(tmp_path):
+    """GDAL's mask decides which pixels are valid: an internal mask or an alpha band gives the
+    same tiles, stretch and outputs as nodata 0 written into the same pixels."""
+    image = blobs(96, 96, seed=13, count=4)
+    deep = rgb_bands(image).astype(np.uint16) * 64 + 500
+    valid = np.ones((96, 96), bool)
+    valid[:, :40] = False
+    with_zeros = deep * valid
+    paths = dict(nodata=write_tif(tmp_path / 'nodata.tif', with_zeros, nodata=0))
+    paths['mask'] = write_tif(tmp_path / 'mask.tif', deep)  # values kept under the mask
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(paths['mask'], 'r+') as dst:
+            dst.write_mask(valid.astype(np.uint8) * 255)
+    alpha = (valid * 255).astype(np.uint16)[None]
+    paths['alpha'] = write_tif(
+        tmp_path / 'alpha.tif', np.concatenate([deep, alpha]), photometric='RGB', alpha='YES'
+    )
+    results = {}
+    for name, path in paths.items():
+        with RasterScene(path) as scene:
+            assert scene.has_nodata, name
+            np.testing.assert_array_equal(scene.read_valid(0, 96), valid, err_msg=name)
+        out = tmp_path / name
+        summary = infer_scene(BoxPredictor(), path, SENTENCE, str(out), SceneOptions(), stem='s')
+        with rasterio.open(out / 's_mask.tif') as f:
+            results[name] = (f.read(1), summary['tiles'], summary['stretch'])
+    reference = results['nodata']
+    assert reference[1]['nodata'] > 0 and (reference[0][:, :40] == 255).all()
+    for name in ('mask', 'alpha'):
+        np.testing.assert_array_equal(results[name][0], reference[0], err_msg=name)
+        assert results[name][1:] == reference[1:], name

@@ -161,6 +161,35 @@ def test_local_pretrained_directory_round_trip(tmp_path):
         )
 
 
+def test_a_pooler_left_out_by_design_is_not_reported_but_other_unused_keys_are(tmp_path):
+    """A BERT saved with its pooler (as all-MiniLM-L6-v2 and bert-base ship): the pooler goes
+    unused by design and is not listed on every run; any other unused key still is."""
+    from transformers import BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    enc = tiny_encoder()
+    with_pooler = BertModel(BertConfig(**TINY_BERT), add_pooling_layer=True)
+    with_pooler.save_pretrained(tmp_path / 'pooler')
+    enc.tokenizer.save_pretrained(tmp_path / 'pooler')
+    state = dict(with_pooler.state_dict(), **{'extra.weight': torch.zeros(2)})
+    with_pooler.save_pretrained(tmp_path / 'extra', state_dict=state)
+    enc.tokenizer.save_pretrained(tmp_path / 'extra')
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    hf_logger = hf_logging.get_logger('transformers.modeling_utils')
+    hf_logger.addHandler(handler)
+    try:
+        BertModel.from_pretrained(tmp_path / 'pooler', add_pooling_layer=False)  # as it was
+        assert len(records) == 1 and 'pooler.dense.weight' in records[0]
+        BertTextEncoder(pretrained=str(tmp_path / 'pooler'), stage_layers=(1, 2, 3, 4))
+        assert len(records) == 1  # nothing more
+        BertTextEncoder(pretrained=str(tmp_path / 'extra'), stage_layers=(1, 2, 3, 4))
+        assert len(records) == 2 and "BertModel: ['extra.weight']" in records[1]  # no pooler
+    finally:
+        hf_logger.removeHandler(handler)
+
+
 def test_custom_vocab_file(tmp_path):
     vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'the', 'red', 'car', 'left', 'on']
     (tmp_path / 'vocab.txt').write_text('\n'.join(vocab) + '\n')

@@ -104,8 +104,8 @@ def test_two_sentences_give_masks_of_the_image_size_equal_to_inference_model(cli
     overlay, legend, files, status = run(client, images / 'small.png', '\n'.join(TWO))
     masks = masks_by_sentence(files)
     expected = api_masks(model, str(images / 'small.png'), TWO)
-    assert len(masks) == 2
-    for got, want in zip(masks, expected):
+    assert len(masks) == len(expected) == 2
+    for got, want in zip(masks, expected, strict=True):
         assert got.shape == (40, 56)
         assert np.array_equal(got, want)
     assert any(0 < m.sum() < m.size for m in expected)  # the comparison is not vacuous
@@ -182,17 +182,20 @@ def test_two_clients_at_once_both_get_their_answers(server, model, images, tmp_p
     with ThreadPoolExecutor(2) as pool:
         jobs = [pool.submit(run, c, images / 'small.png', t) for c, t in zip(clients, texts)]
         answers = [job.result() for job in jobs]
-    for text, (_, legend, files, _) in zip(texts, answers):
+    assert len(answers) == len(texts)
+    for text, (_, legend, files, _) in zip(texts, answers, strict=True):
         sentences = text.splitlines()
         assert all(s in legend for s in sentences)
         expected = api_masks(model, str(images / 'small.png'), sentences)
-        assert all(np.array_equal(a, b) for a, b in zip(masks_by_sentence(files), expected))
+        masks = masks_by_sentence(files)
+        assert len(masks) == len(expected) == len(sentences)  # masks came back, one per sentence
+        assert all(np.array_equal(a, b) for a, b in zip(masks, expected, strict=True))
 
 
 def test_geotiff_16bit_4band_upload_gives_a_georeferenced_mask(client, model, images):
     _, legend, files, _ = run(client, images / 'scene.tif', 'the red car')
     png = masks_by_sentence(files)[0]
-    # Loaded as inference_model loads it (4th band dropped, 16 bits scaled to 8).
+    # Read as inference_model reads it (bands 1-3, one 2-98 % stretch shared by them).
     assert np.array_equal(png, api_masks(model, str(images / 'scene.tif'), ['the red car'])[0])
     tif = next(f for f in files if f.endswith('.tif'))
     with rasterio.open(images / 'scene.tif') as src, rasterio.open(tif) as out:
@@ -209,7 +212,8 @@ def test_large_image_takes_the_sliding_window_with_progress(server, model, image
     )
     assert 'sliding window, overview mode' in prediction.notes[0]
     image = read_image(model, str(images / 'large.png'))
-    for sentence, mask in zip(TWO, prediction.masks):
+    assert len(prediction.masks) == len(TWO)
+    for sentence, mask in zip(TWO, prediction.masks, strict=True):
         expected = predict_tiled(model, image, sentence, mode='overview')
         assert mask.shape == (150, 130)
         assert np.array_equal(mask, expected.pred_sem_seg.data[0].numpy() > 0)
@@ -258,6 +262,50 @@ def test_command_line_is_checked_before_the_model_loads(tmp_path, tiny_checkpoin
     )
     assert result.returncode == 2 and 'checkpoint: expected a file, found nothing' in result.stderr
     assert 'loading' not in result.stdout
+
+
+def test_a_busy_port_is_named_before_the_model_loads(tiny_checkpoint, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit):
+            app_tool.parse_args([TINY, str(tiny_checkpoint), '--port', str(port)])
+    err = capsys.readouterr().err
+    assert f'--port {port}: 127.0.0.1:{port} is taken' in err
+    assert 'choose another port with --port' in err and 'GRADIO_SERVER_PORT' not in err
+
+
+def test_a_1_x_20000_strip_is_drawn_within_the_budget_and_every_file_is_written(
+    server, images, tmp_path
+):
+    _, app = server
+    strip = np.random.default_rng(3).integers(0, 256, (20000, 1, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'strip.png'), strip)
+    prediction = app.predict(str(tmp_path / 'strip.png'), 'the long road', 'tiles')
+    shown, _, files = app.render(prediction, 0.0, 0.5)
+    assert shown.shape[0] <= app_tool.SHOWN_MAX_SIDE and shown.size <= 4_000_000 * 3
+    assert len(files) == 2 and all(Path(f).is_file() for f in files)  # mask, overlay
+    overlay = cv2.imread(next(f for f in files if f.endswith('overlay.png')))
+    assert overlay.shape[1] == 14 and overlay.shape[0] > 14 * 20000  # within 4 MP, legend above
+    cv2.imwrite(str(tmp_path / 'line.png'), np.zeros((1, app_tool.MAX_SIDE + 1, 3), np.uint8))
+    roomy = app_tool.SegmentationApp(app.model, 10**6, str(tmp_path))  # the pixels are allowed
+    with pytest.raises(app_tool.InputError, match='a side longer than 100,000 px'):
+        roomy.predict(str(tmp_path / 'line.png'), 'the long road')
+
+
+def test_stale_work_folders_are_removed_and_live_ones_kept(tmp_path):
+    (tmp_path / 'btdnet_app_999999_x').mkdir()
+    (tmp_path / f'btdnet_app_{os.getppid()}_y').mkdir()
+    (tmp_path / 'someone_elses').mkdir()
+    removed = app_tool.remove_stale_work_dirs(str(tmp_path))
+    assert [Path(p).name for p in removed] == ['btdnet_app_999999_x']
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f'btdnet_app_{os.getppid()}_y',
+        'someone_elses',
+    ]
 
 
 def test_make_app_without_a_demo_model_says_to_run_make_demo(tmp_path):
@@ -332,8 +380,14 @@ def test_the_app_makes_no_outside_connection(tmp_path, tiny_checkpoint, images):
     (tmp_path / 'guard' / 'sitecustomize.py').write_text(GUARD)
     log = tmp_path / 'network.log'
     port = browser_tool.free_port()
+    # The app's temporary folder: one left by a process that is gone, one of a live app.
+    tmp = tmp_path / 'tmp'
+    (tmp / 'btdnet_app_999999_stale' / 'run_x').mkdir(parents=True)
+    (tmp / f'btdnet_app_{os.getpid()}_live').mkdir()
     env = dict(
         os.environ,
+        TMPDIR=str(tmp),
+        GRADIO_TEMP_DIR=str(tmp_path / 'gradio'),  # Gradio's own upload cache, not the app's
         NET_GUARD_LOG=str(log),
         PYTHONPATH=os.pathsep.join([str(tmp_path / 'guard'), os.environ.get('PYTHONPATH', '')]),
     )
@@ -353,9 +407,15 @@ def test_the_app_makes_no_outside_connection(tmp_path, tiny_checkpoint, images):
                 time.sleep(2)
         _, legend, files, _ = run(client, images / 'small.png', '\n'.join(TWO))
         assert all(s in legend for s in TWO) and len(masks_by_sentence(files)) == 2
+        ours = [p.name for p in tmp.iterdir() if p.name.startswith(f'btdnet_app_{process.pid}_')]
+        assert len(ours) == 1 and not (tmp / 'btdnet_app_999999_stale').exists()
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM
         process.wait(timeout=60)
+    # Its folder went with it; the live app's folder stays.
+    assert sorted(p.name for p in tmp.iterdir()) == [f'btdnet_app_{os.getpid()}_live']
+    # A quiet log: no third-party warning on start or per request.
+    assert 'Warning' not in process.stdout.read().decode()
     records = log.read_text().splitlines()
     assert any(r.startswith('local') for r in records)  # the guard was active in the app
     outside = [r for r in records if not r.startswith('local')]

@@ -168,19 +168,58 @@ def test_infer_py_batch_csv_with_a_bad_row(tmp_path, tiny_checkpoint, test_split
     assert rows[2]['sentence'] == 'the large roof, top right'
 
 
-def test_infer_py_bad_input_is_a_message_and_exit_status_1(tmp_path, tiny_checkpoint, capsys):
+def test_infer_py_bad_input_is_a_message_and_exit_status_1(
+    tmp_path, tiny_checkpoint, test_split, capsys
+):
     infer = load_tool('infer.py')
-    common = ['--config', TINY, '--checkpoint', str(tiny_checkpoint)]
-    assert infer.main([str(tmp_path / 'nope.png'), 'a car', *common]) == 1
-    assert 'error: FileNotFoundError' in capsys.readouterr().err
+    img_path = next(iter(test_split.values()))[0]
     (tmp_path / 'notes.pth').write_text('not a checkpoint')
-    argv = [
-        str(tmp_path / 'nope.png'),
-        'a car',
-        '--config',
-        TINY,
-        '--checkpoint',
-        str(tmp_path / 'notes.pth'),
-    ]
-    assert infer.main(argv) == 1
-    assert 'notes.pth' in capsys.readouterr().err
+    # Checked before the model loads: each of these fails on its own problem, not on the
+    # checkpoint (a text file here, which would fail at loading).
+    bad_model = ['--config', TINY, '--checkpoint', str(tmp_path / 'notes.pth')]
+    assert infer.main([str(tmp_path / 'nope.png'), 'a car', *bad_model]) == 1
+    assert 'FileNotFoundError' in capsys.readouterr().err
+    assert infer.main([img_path, '  ', *bad_model]) == 1
+    assert 'the sentence is empty' in capsys.readouterr().err
+    (tmp_path / 'pairs.csv').write_text('picture,text\na.png,a car\n')
+    argv = ['--csv', str(tmp_path / 'pairs.csv'), '--out-dir', str(tmp_path / 'o')]
+    assert infer.main([*argv, *bad_model]) == 1
+    assert 'expected a header with the columns image,sentence' in capsys.readouterr().err
+    (tmp_path / 'm.png').write_bytes(b'my own mask')
+    assert infer.main([img_path, 'a car', *bad_model, '--out', str(tmp_path / 'm.png')]) == 1
+    assert 'm.png; pass --overwrite' in capsys.readouterr().err
+    assert (tmp_path / 'm.png').read_bytes() == b'my own mask'
+    with pytest.raises(SystemExit):
+        infer.main([img_path, 'a car', *bad_model, '--stretch', '2-98'])
+    assert '--stretch: expected shared, per-band, none or MIN,MAX' in capsys.readouterr().err
+    # Good input, bad checkpoint: one plain line.
+    assert infer.main([img_path, 'a car', *bad_model]) == 1
+    err = capsys.readouterr().err
+    assert 'notes.pth is not a PyTorch checkpoint (a .pth file written by training)' in err
+    assert 'Please file an issue' not in err
+
+
+def test_infer_py_is_quiet_on_a_normal_run_and_a_truncation_still_says_so(
+    tmp_path, tiny_checkpoint, test_split
+):
+    """No third-party warning or info line on a normal run (mmseg's build_loss deprecation,
+    mmengine's checkpoint-backend line, ...); a sentence over the token budget prints one line."""
+    import os
+
+    img_path = next(iter(test_split.values()))[0]
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}
+    common = ['--config', TINY, '--checkpoint', str(tiny_checkpoint)]
+    long = ' '.join(['the small white car next to the road'] * 3)  # 26 tokens, 20 read
+    outputs = []
+    for k, sentence in enumerate(('the red car on the left', long)):
+        cmd = [sys.executable, str(ROOT / 'tools' / 'infer.py'), img_path, sentence, *common]
+        cmd += ['--out', str(tmp_path / f'm{k}.png')]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done)
+    normal, truncated = outputs
+    assert normal.stderr == ''
+    assert normal.stdout.splitlines()[0].startswith('target pixels:')  # nothing before it
+    assert truncated.stderr == ''
+    said = [line for line in truncated.stdout.splitlines() if 'WARNING' in line]
+    assert len(said) == 1 and 'sentence 0 has 26 tokens' in said[0] and 'truncated' in said[0]

@@ -55,11 +55,16 @@ def test_checkpoint_with_foreign_global_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_non_checkpoint_and_missing_file_fail_clearly(tmp_path):
+def test_non_checkpoint_and_missing_file_fail_clearly(tmp_path, log_messages):
     for content in ('not a checkpoint', 'hello world', '{"a": 1}', ''):
         text = tmp_path / 'notes.pth'
         text.write_text(content)
-        with pytest.raises(ValueError, match='notes.pth.* is not a .*PyTorch checkpoint'):
+        with pytest.raises(ValueError) as err:
             load_local_checkpoint(str(text))
+        # The whole message: torch's own text ("Please file an issue ...") is not in it.
+        assert str(err.value) == (
+            f'{text} is not a PyTorch checkpoint (a .pth file written by training)'
+        )
+    assert any('weights_only=True) said' in m for m in log_messages)  # in the debug log
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         load_local_checkpoint(osp.join(tmp_path, 'missing.pth'))

@@ -14,6 +14,7 @@ from btdnet.visualization import (
     ReferringVisualizationHook,
     draw_referring_overlay,
     draw_sentence_masks,
+    enlargement,
 )
 from btdnet.visualization.referring_visualizer import GT_COLOR, PRED_COLOR, SENTENCE_COLORS
 
@@ -143,3 +144,30 @@ def test_hook_writes_one_picture_per_sentence_of_the_same_image(tmp_path):
     first = cv2.imread(str(tmp_path / 'show' / '7_0.png'))
     second = cv2.imread(str(tmp_path / 'show' / '7_1.png'))
     assert first.shape == second.shape and not np.array_equal(first, second)  # other sentence
+
+
+def test_enlargement_stops_at_the_pixel_budget():
+    assert enlargement((40, 56), 384) == 7  # ceil(384 / 56), 110 K pixels: within the budget
+    assert enlargement((20000, 1), 384) == 14  # floor(sqrt(4e6 / 20000)), not 384
+    assert enlargement((3000, 3000), 384) == 1  # wide enough already
+    assert enlargement((5000, 1000), 384, max_pixels=1000) == 1  # larger than the budget
+
+
+def test_a_1_x_20000_strip_is_drawn_within_bounded_memory():
+    """Enlarged to 384 px wide, the strip would be 7.7 M x 384 px (8.8 GB); the budget keeps
+    the drawing at 14 x its size (~12 MB a picture), whatever is drawn on it."""
+    import tracemalloc
+
+    strip = np.random.default_rng(0).integers(0, 256, (20000, 1, 3), dtype=np.uint8)
+    mask = np.zeros((20000, 1), bool)
+    mask[5000:9000] = True
+    tracemalloc.start()
+    try:
+        drawn = draw_sentence_masks(strip, [mask, None], ['the long road', 'a car'])
+        overlay = draw_referring_overlay(strip, mask, 'the long road', gt_mask=mask, iou=1.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert drawn.shape[1] == 14 and drawn.shape[0] > 14 * 20000  # legend above
+    assert overlay.shape[1] == 2 * 10 + 4  # two panels of 20000 x 2 within it, and the gap
+    assert peak < 128 * 2**20, f'peak {peak / 2**20:.0f} MiB'

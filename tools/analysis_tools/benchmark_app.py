@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         client = Client(f'http://127.0.0.1:{port}', verbose=False, download_files=work_dir)
 
         def through_api():  # one read of the file, as the app
-            bgr = app_module.read_image(model, image)
+            bgr = app_module.load_image(model, image)['img']
             results = app_module.inference_model(model, bgr, sentences)
             rgb = bgr[..., ::-1]
             masks = [r.pred_sem_seg.data[0].cpu().numpy() > 0 for r in results]

@@ -13,6 +13,10 @@ onnxruntime``; check it on a dataset split with ``tools/deployment/verify_onnx.p
 ``--shape`` defaults to the size the config feeds the network (the test pipeline's resize, or
 ``crop_size`` in slide mode) and must equal it. A config that cannot be exported (not a
 BTDNet, a keep-ratio resize in whole mode, ...) stops with why before anything is loaded.
+
+A folder that is not empty is refused, naming the files the export would replace, unless
+``--overwrite`` is given. The export is written into a temporary folder beside DIR and moved into
+place at the end: a failed export (a bad checkpoint, ...) leaves no folder behind.
 """
 
 import argparse
@@ -34,7 +38,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--no-optimize', action='store_true', help="skip the exporter's graph optimisation"
     )
-    parser.add_argument('--overwrite', action='store_true', help='replace DIR/model.onnx')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='write into a folder that is not empty (files the export writes are replaced)',
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings')
     return parser.parse_args(argv)
 

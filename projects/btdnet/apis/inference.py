@@ -8,9 +8,12 @@
     result.pred_sem_seg.data   # (1, H0, W0) 0/1 at the image's original size
     result.seg_logits.data     # (2, H0, W0): background logit, target logit
     result.fg_fraction, result.fg_margin   # the target-existence score
+    str(result.stretch)   # 'shared 2-98 % stretch: 532-2100' for a 16-bit file
 
-The image goes through the config's test pipeline without the mask loading: any image OpenCV
-reads (JPEG, PNG, grey, RGBA, 16-bit or 4-band TIF) becomes 3-channel uint8 BGR and is resized to
+The image goes through the config's test pipeline without the mask loading. Its loader reads
+every file the same way (:func:`btdnet.utils.read_image_file`: GDAL for TIF / GeoTIFF / PNG,
+bands 1, 2, 3 whatever the photometric tag, one 2-98 % stretch shared by the bands for data
+deeper than 8 bits, GDAL's mask for nodata) and gives 3-channel uint8 BGR, resized to
 the network input; whole-image or sliding-window inference follows the config's ``model.test_cfg``
 (``mode='slide'`` for large scenes).
 
@@ -40,6 +43,8 @@ from mmseg.structures import SegDataSample
 from torch import nn
 
 from ..evaluation.rrsis_metric import existence_score
+from ..utils.image_file import Stretch, array_to_bgr, parse_bands, parse_stretch
+from ..utils.safe_checkpoint import load_local_checkpoint
 
 DEFAULT_DATASET_META = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 64, 32]])
 # Transforms that read ground truth: dropped at inference.
@@ -82,9 +87,13 @@ def load_checkpoint_strict(model: nn.Module, filename: str, map_location='cpu') 
         CheckpointMismatchError: Keys missing from the checkpoint, keys the model does not have,
             or tensors of other shapes; all three lists are in the message.
     """
-    # Local files go through btdnet.utils.safe_checkpoint, which already turns unreadable files
-    # into a ValueError and foreign globals into an UnsafeCheckpointError, both naming the file.
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    # Local files go straight to btdnet.utils.safe_checkpoint (mmengine's loader would route
+    # them there too, after an INFO line on every run), which turns unreadable files into a
+    # ValueError and foreign globals into an UnsafeCheckpointError, both naming the file.
+    if '://' in str(filename):
+        checkpoint = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    else:
+        checkpoint = load_local_checkpoint(str(filename), map_location=map_location)
     if not isinstance(checkpoint, dict):
         raise ValueError(
             f'{filename!r}: expected a checkpoint dict (with a state_dict), found a '
@@ -257,39 +266,23 @@ def init_model(
     return model
 
 
-def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+def to_bgr_uint8(image: np.ndarray, stretch: str | Stretch | None = 'shared') -> np.ndarray:
     """Convert an image array to 3-channel uint8 BGR as the image loader does for files.
 
     Grey (H, W) or (H, W, 1) is replicated to 3 channels; a 4th band (alpha or NIR) is dropped;
-    uint16 is scaled by 1/256 (as OpenCV reads 16-bit files); float is clipped to [0, 255]. The
-    channel order of a 3-channel array is taken as BGR (what ``cv2.imread`` / ``mmcv.imread``
-    return).
+    uint8 passes as it is, deeper integers and floats through ``stretch`` (default one 2-98 %
+    range shared by the bands, as for files; see :func:`btdnet.utils.parse_stretch`), bool is
+    0 / 255. The channel order of a 3-channel array is taken as BGR (what ``cv2.imread`` /
+    ``mmcv.imread`` return).
 
     Args:
         image (np.ndarray): (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
+        stretch (str | Stretch): ``'shared'``, ``'per-band'``, ``'none'`` or ``'MIN,MAX'``.
 
     Returns:
         np.ndarray: (H, W, 3) uint8.
     """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape[:2]:
-        raise ValueError(
-            'expected an image array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), '
-            f'found {image.shape}'
-        )
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype == np.bool_:
-        image = image.astype(np.uint8) * 255
-    elif image.dtype != np.uint8:
-        if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
-            raise TypeError(f'expected a numeric image array, found dtype {image.dtype}')
-        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])
+    return array_to_bgr(image, stretch)[0]
 
 
 def _check_image_path(path: str | Path, caller: str) -> str:
@@ -363,17 +356,24 @@ def read_image_header(path: str | Path) -> dict:
         )
 
 
-def read_image(model: nn.Module, path: str | Path) -> np.ndarray:
+def read_image(
+    model: nn.Module, path: str | Path, bands=None, stretch: str | None = None
+) -> np.ndarray:
     """Read an image file as :func:`inference_model` does, for drawing or tiling.
 
-    The file goes through the image loader at the head of the model's test pipeline (e.g.
-    ``LoadRSImageFromFile``): grey is replicated, a 4th band dropped, 16 bits scaled to 8.
+    The file goes through the image loader at the head of the model's test pipeline
+    (``LoadRSImageFromFile``, i.e. :func:`btdnet.utils.read_image_file`): bands 1, 2, 3 (or one
+    as grey), data deeper than 8 bits through one 2-98 % stretch shared by the bands.
     ``inference_model(model, read_image(model, path), text)`` predicts what
     ``inference_model(model, path, text)`` does.
 
     Args:
         model (nn.Module): From :func:`init_model` (its ``cfg`` names the loader).
         path (str | Path): Image file.
+        bands (str | Sequence[int], optional): Bands read as R, G, B (or one as grey); default
+            the loader's.
+        stretch (str, optional): ``'shared'``, ``'per-band'``, ``'none'`` or ``'MIN,MAX'``;
+            default the loader's.
 
     Returns:
         np.ndarray: (H, W, 3) uint8, BGR.
@@ -381,13 +381,21 @@ def read_image(model: nn.Module, path: str | Path) -> np.ndarray:
     Raises:
         FileNotFoundError: No such file.
         IsADirectoryError: ``path`` is a directory.
-        ValueError: The file is not an image the loader decodes.
+        ValueError: The file is not an image the loader decodes, or is truncated or corrupt.
     """
-    path = _check_image_path(path, 'read_image')
+    return load_image(model, path, bands, stretch, 'read_image')['img']
+
+
+def load_image(
+    model: nn.Module, path: str | Path, bands=None, stretch=None, caller: str = 'load_image'
+) -> dict:
+    """:func:`read_image` with the loader's other results: ``img`` (H, W, 3) uint8 BGR,
+    ``img_shape``, ``ori_shape`` and ``stretch`` (the :class:`btdnet.utils.Stretch` applied)."""
+    path = _check_image_path(path, caller)
     init_default_scope(model.cfg.get('default_scope', 'mmseg'))
-    loader, _ = _pipelines(model.cfg, from_array=False)
+    loader, _ = _pipelines(model.cfg, from_array=False, bands=bands, stretch=stretch)
     stem = osp.splitext(osp.basename(path))[0]
-    return to_bgr_uint8(loader(dict(img_path=path, sample_id=stem))['img'])
+    return loader(dict(img_path=path, sample_id=stem))
 
 
 def read_pairs_csv(csv_path: str) -> list[tuple[str, str, str]]:
@@ -477,8 +485,12 @@ def truncated_sentences(model: nn.Module, texts: Sequence[str]) -> dict[int, tup
 
 
 def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'inference_model') -> None:
-    """Say which sentences exceed the text encoder's token budget, and what it keeps."""
-    for k, (num_tokens, budget, kept) in truncated_sentences(model, texts).items():
+    """Say which sentences exceed the text encoder's token budget, and what it keeps (once:
+    the encoder's own, vaguer notice is marked as given)."""
+    truncated = truncated_sentences(model, texts)
+    if truncated:
+        getattr(_text_encoder(model), 'notices_logged', set()).add('truncated')
+    for k, (num_tokens, budget, kept) in truncated.items():
         print_log(
             f'{caller}: sentence {k} has {num_tokens} tokens ([CLS] and [SEP] '
             f'included) but the text encoder reads max_length={budget}; it is truncated to '
@@ -488,8 +500,9 @@ def _warn_if_truncated(model: nn.Module, texts: list[str], caller: str = 'infere
         )
 
 
-def _pipelines(cfg: Config, from_array: bool) -> tuple:
-    """The config's test pipeline without mask loading, split into (image loader, rest)."""
+def _pipelines(cfg: Config, from_array: bool, bands=None, stretch=None) -> tuple:
+    """The config's test pipeline without mask loading, split into (image loader, rest);
+    ``bands`` and ``stretch`` (when given) override the loader's."""
     if 'test_pipeline' in cfg:
         steps = cfg.test_pipeline
     else:
@@ -500,6 +513,13 @@ def _pipelines(cfg: Config, from_array: bool) -> tuple:
             f'inference_model: expected the test pipeline to start with one of {_IMAGE_LOADERS}, '
             f'found {[s.get("type") for s in steps]}'
         )
+    overrides = {k: v for k, v in dict(bands=bands, stretch=stretch).items() if v is not None}
+    if overrides and steps[0]['type'] != 'LoadRSImageFromFile':
+        raise ValueError(
+            f'inference_model: {" and ".join(overrides)} need LoadRSImageFromFile at the head of '
+            f'the test pipeline, found {steps[0]["type"]}'
+        )
+    steps[0].update(overrides)
     loader = None if from_array else Compose(steps[:1])
     return loader, Compose(steps[1:])
 
@@ -509,6 +529,8 @@ def inference_model(
     image: str | Path | np.ndarray,
     text: str | Sequence[str],
     batch_size: int = 8,
+    bands=None,
+    stretch: str | None = None,
 ) -> SegDataSample | list[SegDataSample]:
     """Segment what each sentence names in one image.
 
@@ -518,48 +540,57 @@ def inference_model(
             :func:`to_bgr_uint8` for the dtypes and band counts accepted).
         text (str | Sequence[str]): One sentence, or several for the same image (the image is
             read and pre-processed once).
-        batch_size (int): Sentences per forward pass. Default 8.
+        batch_size (int): Sentences per forward pass, at least 1. Default 8.
+        bands (str | Sequence[int], optional): Files: the bands read as R, G, B (or one as
+            grey); default the loader's (1, 2, 3).
+        stretch (str, optional): How data deeper than 8 bits become 8 bits: ``'shared'`` (the
+            default: one 2-98 % range for all bands), ``'per-band'``, ``'none'`` or
+            ``'MIN,MAX'`` (see :func:`btdnet.utils.parse_stretch`).
 
     Returns:
         SegDataSample | list[SegDataSample]: One per sentence (a list when ``text`` is a list):
         ``pred_sem_seg`` (1, H0, W0) 0/1 at the original size, ``seg_logits`` (2, H0, W0)
-        background and target logits, and in the metainfo ``text``, ``img_shape``, ``ori_shape``
-        and the existence score ``fg_fraction`` (share of pixels the target wins) and
-        ``fg_margin`` (mean target-minus-background logit over those pixels).
+        background and target logits, and in the metainfo ``text``, ``img_shape``, ``ori_shape``,
+        the existence score ``fg_fraction`` (share of pixels the target wins) and ``fg_margin``
+        (mean target-minus-background logit over those pixels), and ``stretch`` (the
+        :class:`btdnet.utils.Stretch` applied; ``str()`` describes it).
 
     Raises:
         FileNotFoundError: ``image`` is a path to nothing.
         IsADirectoryError: ``image`` is a directory.
-        ValueError: The file is not a decodable image, or a sentence is empty (a referring model
-            needs a sentence to know what to segment).
+        ValueError: The file is not a decodable image (or a truncated or corrupt one), a
+            sentence is empty (a referring model needs a sentence to know what to segment), or
+            ``batch_size``, ``bands`` or ``stretch`` make no sense.
 
     A sentence longer than the text encoder's token budget (``max_length``, 20 for the paper) is
     truncated, with a warning naming what is kept.
     """
     texts, single = _check_sentences(text)
-    cfg = model.cfg
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    from_array = isinstance(image, np.ndarray)
-    loader, rest = _pipelines(cfg, from_array)
-    if from_array:
-        img = to_bgr_uint8(image)
-        base = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f'inference_model: batch_size must be an int >= 1, found {batch_size!r}')
+    bands, stretch_spec = parse_bands(bands), parse_stretch(stretch)
+    if isinstance(image, np.ndarray):
+        init_default_scope(model.cfg.get('default_scope', 'mmseg'))
+        _, rest = _pipelines(model.cfg, from_array=True)
+        if bands is not None:
+            raise ValueError('inference_model: bands applies to files; index the array instead')
+        img, fitted = array_to_bgr(image, stretch_spec)
+        base = dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2], stretch=fitted)
         stem = 'array'
     else:
-        path = _check_image_path(image, 'inference_model')
-        stem = osp.splitext(osp.basename(path))[0]
-        base = loader(dict(img_path=path, sample_id=stem))
+        base = load_image(model, image, bands, stretch, 'inference_model')
+        _, rest = _pipelines(model.cfg, from_array=True)
+        stem = osp.splitext(osp.basename(str(image)))[0]
     _warn_if_truncated(model, texts)
 
     inputs, samples = [], []
     for k, sentence in enumerate(texts):
-        results = dict(base, text=sentence, sample_id=f'{stem}_{k}')
-        packed = rest(results)
+        packed = rest(dict(base, text=sentence, sample_id=f'{stem}_{k}'))
         inputs.append(packed['inputs'])
         samples.append(packed['data_samples'])
     outputs = []
     with torch.no_grad():
-        for start in range(0, len(texts), max(1, int(batch_size))):
+        for start in range(0, len(texts), batch_size):
             batch = dict(
                 inputs=inputs[start : start + batch_size],
                 data_samples=samples[start : start + batch_size],
@@ -567,4 +598,5 @@ def inference_model(
             outputs.extend(model.test_step(batch))
     for output in outputs:
         output.set_metainfo(existence_score(output.seg_logits.data))
+        output.set_metainfo(dict(stretch=base['stretch']))
     return outputs[0] if single else outputs

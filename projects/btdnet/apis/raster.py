@@ -13,20 +13,29 @@ A scene is never read whole: rows come by windows, the stretch percentiles from 
 import math
 import os
 import os.path as osp
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-# Percentiles of the whole-scene contrast stretch (per band, from a decimated read).
-STRETCH_PERCENTILES = (2.0, 98.0)
-# Longest side of the decimated read that gives the stretch (and the quicklook).
-SAMPLE_SIDE = 1024
+from ..utils.image_file import (
+    SAMPLE_SIDE,
+    Stretch,
+    bands_to_bgr,
+    default_bands,
+    fit_stretch,
+    mask_source,
+    parse_bands,
+    parse_stretch,
+    sample_grid,
+)
+
 MASK_NODATA = 255
 GEOTIFF_BLOCK = 512
 # read_rows reads the file in chunks of at least this many rows (whole block rows) and columns
@@ -35,23 +44,12 @@ ROW_CHUNK = 256
 COLUMN_CHUNK = 2048
 
 
-def parse_bands(bands: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """``'1,2,3'`` or ``(1, 2, 3)`` -> (1, 2, 3); one band (grey) or three (R, G, B), 1-based."""
-    if bands is None:
-        return None
-    if isinstance(bands, str):
-        try:
-            bands = [int(b) for b in bands.replace(' ', '').split(',') if b]
-        except ValueError:
-            raise ValueError(
-                f'--bands: expected band numbers such as 1,2,3, found {bands!r}'
-            ) from None
-    bands = tuple(int(b) for b in bands)
-    if len(bands) not in (1, 3) or min(bands) < 1:
-        raise ValueError(
-            f'--bands: expected one band (grey) or three (R,G,B), numbered from 1, found {bands}'
-        )
-    return bands
+def _open_quietly(path: str):
+    """``rasterio.open`` without its NotGeoreferencedWarning: a scene without georeferencing
+    is reported by the scene tool in its own words (outputs in pixel coordinates)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 class RasterScene:
@@ -62,9 +60,14 @@ class RasterScene:
         bands (Sequence[int], optional): 1-based bands taken as (R, G, B), or one band taken as
             grey. Default: 1, 2, 3, or band 1 as grey when the file has fewer than 3 bands.
         nodata (float, optional): Nodata value; default the file's. A pixel is nodata when every
-            selected band holds it (NaN always counts as nodata in float rasters).
+            selected band holds it (NaN always counts as nodata in float rasters), or when
+            GDAL's mask says so (an alpha band or an internal mask of the file).
         scale (float): Resampling factor before tiling (``2.0`` doubles the pixels along each
             axis): the rows read are on this working grid. Default 1.0.
+        stretch (str | Stretch): How deeper-than-8-bit data become 8 bits (see
+            :func:`btdnet.utils.parse_stretch`): ``'shared'`` (default; one 2-98 % range for
+            all bands, as every other entry point reads files), ``'per-band'``, ``'none'`` or
+            ``'MIN,MAX'``.
 
     Raises:
         FileNotFoundError: No such file.
@@ -79,8 +82,10 @@ class RasterScene:
         bands: Sequence[int] | None = None,
         nodata: float | None = None,
         scale: float = 1.0,
+        stretch: str | Stretch = 'shared',
     ) -> None:
         self.path = str(path)
+        self.stretch_spec = parse_stretch(stretch)
         if osp.isdir(self.path):
             raise IsADirectoryError(f'{self.path}: expected a raster file, found a folder')
         if not osp.isfile(self.path):
@@ -88,7 +93,7 @@ class RasterScene:
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise ValueError(f'--scale: expected a positive factor, found {scale!r}')
         try:
-            self.src = rasterio.open(self.path)
+            self.src = _open_quietly(self.path)
         except RasterioError as err:
             raise ValueError(
                 f'{self.path}: not a raster GDAL can read (is it an image file?): {err}'
@@ -102,13 +107,15 @@ class RasterScene:
     def _setup(self, bands, nodata, scale) -> None:
         src = self.src
         if bands is None:
-            bands = (1, 2, 3) if src.count >= 3 else (1,)
+            bands = default_bands(src.count)
         if max(bands) > src.count:
             raise ValueError(
                 f'{self.path} has {src.count} band(s), but --bands asks for band {max(bands)} '
                 f'(bands {",".join(map(str, bands))})'
             )
         self.bands = tuple(bands)
+        # An alpha band or an internal mask: pixels GDAL's mask marks invalid beyond nodata.
+        self.gdal_mask = mask_source(src, self.bands) in ('alpha', 'mask')
         self.dtype = np.dtype(src.dtypes[self.bands[0] - 1])
         self.nodata = src.nodata if nodata is None else float(nodata)
         self.height, self.width = src.height, src.width
@@ -116,8 +123,7 @@ class RasterScene:
         self.work_height = max(1, int(round(self.height * scale)))
         self.work_width = max(1, int(round(self.width * scale)))
         self._check_readable()
-        self.stretch = None  # (low, high) per band, from fit_stretch
-        self._luts = None
+        self.stretch = None  # a fitted Stretch, from fit_stretch
         self._chunks = []  # (first row, bgr, valid) chunks kept by read_rows
         self._valid_src = None  # read_valid's own handle
         self._reader = src
@@ -196,6 +202,19 @@ class RasterScene:
                 f'{self.path}: reading {where} failed; the file is truncated or corrupt ({err})'
             ) from None
 
+    def _valid_in(self, reader, window, data: np.ndarray) -> np.ndarray:
+        """bool (h, w) of a window read: :meth:`_valid` and, for files with one, GDAL's mask."""
+        valid = self._valid(data)
+        if self.gdal_mask:
+            try:
+                valid &= reader.read_masks(list(self.bands), window=window).any(axis=0)
+            except RasterioError as err:
+                raise ValueError(
+                    f'{self.path}: reading its mask failed; the file is truncated or corrupt '
+                    f'({err})'
+                ) from None
+        return valid
+
     def _valid(self, data: np.ndarray) -> np.ndarray:
         """bool (h, w): not every band is nodata (or NaN)."""
         invalid = np.ones(data.shape[1:], bool)
@@ -232,11 +251,9 @@ class RasterScene:
             and ``overview_valid`` (oh, ow).
         """
         height, width = self.height, self.width
-        factor = max(1.0, max(height, width) / max_side)
-        sh, sw = max(1, round(height / factor)), max(1, round(width / factor))
-        rows = np.minimum(((np.arange(sh) + 0.5) * height / sh).astype(np.int64), height - 1)
-        cols = np.minimum(((np.arange(sw) + 0.5) * width / sw).astype(np.int64), width - 1)
-        sample = np.zeros((len(self.bands), sh, sw), self.dtype)
+        rows, cols = sample_grid(height, width, max_side)
+        sample = np.zeros((len(self.bands), len(rows), len(cols)), self.dtype)
+        sample_mask = np.ones((len(rows), len(cols)), bool)  # GDAL's mask at the sample
         if overview_shape is not None:
             oh, ow = overview_shape
             cell_rows = np.arange(height) * oh // height
@@ -250,7 +267,7 @@ class RasterScene:
         if max_chunk_rows is not None and overview_shape is None and len(starts) > max_chunk_rows:
             starts = starts[np.round(np.linspace(0, len(starts) - 1, max_chunk_rows)).astype(int)]
             kept = np.isin(rows // chunk_h * chunk_h, starts)
-            rows, sample = rows[kept], sample[:, kept]
+            rows, sample, sample_mask = rows[kept], sample[:, kept], sample_mask[kept]
         for y0 in starts.tolist():
             y1 = min(height, y0 + chunk_h)
             r0, r1 = np.searchsorted(rows, [y0, y1])
@@ -261,10 +278,14 @@ class RasterScene:
                 c0, c1 = np.searchsorted(cols, [x0, x1])
                 if (r0 == r1 or c0 == c1) and overview_shape is None:
                     continue
-                data = self._read(self.src, window=Window(x0, y0, x1 - x0, y1 - y0))
-                sample[:, r0:r1, c0:c1] = data[:, rows[r0:r1] - y0][:, :, cols[c0:c1] - x0]
+                window = Window(x0, y0, x1 - x0, y1 - y0)
+                data = self._read(self.src, window=window)
+                at_sample = np.ix_(rows[r0:r1] - y0, cols[c0:c1] - x0)
+                sample[:, r0:r1, c0:c1] = data[(slice(None), *at_sample)]
+                if self.gdal_mask or overview_shape is not None:
+                    valid = self._valid_in(self.src, window, data)
+                    sample_mask[r0:r1, c0:c1] = valid[at_sample]
                 if overview_shape is not None:
-                    valid = self._valid(data)
                     values = np.nan_to_num(data.astype(np.float32)) * valid
                     # Cell indices only grow along each axis: sum the runs of equal cells.
                     cr, cc = cell_rows[y0:y1], cell_cols[x0:x1]
@@ -277,7 +298,7 @@ class RasterScene:
                     cells = np.ix_(cr[starts_r], cc[starts_c])
                     sums[(slice(None), *cells)] += block
                     counts[cells] += count
-        out = dict(sample=sample, sample_valid=self._valid(sample))
+        out = dict(sample=sample, sample_valid=self._valid(sample) & sample_mask)
         if overview_shape is not None:
             mean = sums / np.maximum(counts, 1)
             if self.dtype.kind in 'ui':
@@ -292,61 +313,25 @@ class RasterScene:
         return scan['sample'], scan['sample_valid']
 
     def fit_stretch(self, sample: np.ndarray, valid: np.ndarray) -> None:
-        """Set the whole-scene stretch from a decimated read: per band, the 2nd and 98th
-        percentiles of the valid pixels map to 0 and 255. uint8 scenes pass unchanged."""
-        if self.dtype == np.uint8:
-            self.stretch = None
-            return
-        low, high = [], []
-        for band in sample:
-            values = band[valid]
-            values = values[np.isfinite(values)] if values.dtype.kind == 'f' else values
-            if values.size == 0:
-                lo, hi = (0.0, 1.0) if self.dtype.kind == 'f' else (0.0, 255.0)
-            else:
-                lo, hi = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
-            low.append(lo)
-            high.append(hi if hi > lo else lo + 1.0)
-        self.stretch = (low, high)
-        self._luts = None
+        """Set the whole-scene stretch from a decimated read (:func:`btdnet.utils.fit_stretch`
+        of the valid pixels; 8-bit scenes pass unchanged unless a fixed range was asked for)."""
+        self.stretch = fit_stretch(self.stretch_spec, sample, valid)
         self._chunks = []
-        if self.dtype.kind in 'ui' and self.dtype.itemsize <= 2:
-            # Lookup tables over the dtype's range: no float copy of the rows.
-            info = np.iinfo(self.dtype)
-            levels = np.arange(info.min, info.max + 1, dtype=np.float64)
-            self._luts = [
-                np.clip((levels - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
-                for lo, hi in zip(low, high)
-            ]
 
     def to_bgr(self, data: np.ndarray) -> np.ndarray:
         """(C, h, w) raw bands -> uint8 (h, w, 3) BGR through the scene's stretch."""
-        if self.stretch is None and data.dtype != np.uint8:
-            raise RuntimeError('call fit_stretch before reading a non-uint8 scene')
-        height, width = data.shape[1:]
-        out = np.empty((height, width, 3), np.uint8)
-        for c, band in enumerate(data):
-            # Bands are R, G, B (or one grey band); the predictor takes BGR.
-            channels = slice(None) if len(data) == 1 else 2 - c
-            if self.stretch is None:
-                out[..., channels] = band[..., None] if len(data) == 1 else band
-                continue
-            lo, hi = self.stretch[0][c], self.stretch[1][c]
-            if self._luts is not None:
-                offset = np.iinfo(band.dtype).min
-                lut = self._luts[c]
-                stretched = lut[band.astype(np.int32) - offset] if offset else lut[band]
-            else:
-                scaled = (band.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-                scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-                stretched = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
-            out[..., channels] = stretched[..., None] if len(data) == 1 else stretched
-        return out
+        stretch = self.stretch
+        if stretch is None:
+            if data.dtype != np.uint8:
+                raise RuntimeError('call fit_stretch before reading a non-uint8 scene')
+            stretch = Stretch('none')
+        return bands_to_bgr(data, stretch)
 
     @property
     def has_nodata(self) -> bool:
-        """Whether pixels can be nodata (a nodata value, or NaN in a float raster)."""
-        return self.nodata is not None or self.dtype.kind == 'f'
+        """Whether pixels can be nodata (a nodata value, NaN in a float raster, or GDAL's mask
+        of an alpha band or an internal mask)."""
+        return self.nodata is not None or self.dtype.kind == 'f' or self.gdal_mask
 
     def _convert(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Working-grid rows [y0, y1) read in column chunks of whole blocks, stretched, and
@@ -357,9 +342,10 @@ class RasterScene:
         valid = np.empty((y1 - y0, self.work_width), bool) if self.has_nodata else None
         for x0 in range(0, self.work_width, step):
             x1 = min(self.work_width, x0 + step)
-            data = self._read(self._reader, window=Window(x0, y0, x1 - x0, y1 - y0))
+            window = Window(x0, y0, x1 - x0, y1 - y0)
+            data = self._read(self._reader, window=window)
             if valid is not None:
-                valid[:, x0:x1] = self._valid(data)
+                valid[:, x0:x1] = self._valid_in(self._reader, window, data)
             bgr[:, x0:x1] = self.to_bgr(data)
         if valid is not None:
             bgr *= valid[..., None]  # nodata black (masks index nothing: no index arrays)
@@ -402,8 +388,9 @@ class RasterScene:
         if not self.has_nodata:
             return np.ones((y1 - y0, self.width), bool)
         if self._valid_src is None:
-            self._valid_src = rasterio.open(self.path)
-        return self._valid(self._read(self._valid_src, window=Window(0, y0, self.width, y1 - y0)))
+            self._valid_src = _open_quietly(self.path)
+        window = Window(0, y0, self.width, y1 - y0)
+        return self._valid_in(self._valid_src, window, self._read(self._valid_src, window=window))
 
     def overview_bgr(self, scan: dict) -> np.ndarray:
         """The box-averaged overview of :meth:`scan` as uint8 BGR (cells without a valid pixel

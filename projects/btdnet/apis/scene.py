@@ -45,11 +45,11 @@ from mmengine.utils import mkdir_or_exist
 from rasterio.warp import transform as transform_points
 
 from ..evaluation.rrsis_metric import safe_file_stem
+from ..utils.image_file import parse_stretch
 from .polygons import PolygonWriter, StripPolygonizer, describe_area
 from .raster import (
     GEOTIFF_BLOCK,
     MASK_NODATA,
-    STRETCH_PERCENTILES,
     GeoTiffWriter,
     RasterScene,
     parse_bands,
@@ -88,6 +88,9 @@ class SceneOptions:
         bands (tuple[int, ...], optional): 1-based bands taken as R, G, B (or one as grey).
             Default 1, 2, 3 (band 1 as grey for 1- and 2-band files).
         nodata (float, optional): Nodata value; default the file's.
+        stretch (str): How data deeper than 8 bits become 8 bits: ``'shared'`` (one 2-98 %
+            range for all bands, from a decimated sample of the scene), ``'per-band'``,
+            ``'none'`` or ``'MIN,MAX'`` (see :func:`btdnet.utils.parse_stretch`).
         scale (float): Resample the scene by this factor before tiling, so that objects appear
             at the size the model was trained on. Outputs stay on the input's grid. Default 1.
         overlap (float): Share of the tile side neighbouring tiles overlap, in [0, 0.5].
@@ -105,6 +108,7 @@ class SceneOptions:
     mode: str = 'tiles'
     bands: tuple | None = None
     nodata: float | None = None
+    stretch: str = 'shared'
     scale: float = 1.0
     overlap: float = DEFAULT_OVERLAP
     batch_size: int = 8
@@ -119,6 +123,7 @@ class SceneOptions:
         if self.mode not in MODES:
             raise ValueError(f'--mode: expected one of {MODES}, found {self.mode!r}')
         object.__setattr__(self, 'bands', parse_bands(self.bands))
+        parse_stretch(self.stretch)
         check_overlap(self.overlap)
         checks = dict(
             scale=self.scale > 0 and math.isfinite(self.scale),
@@ -388,7 +393,7 @@ def infer_scene(
     status = check_out_dir(out_dir, stem, resume, overwrite)
     paths = scene_outputs(out_dir, stem)
     predictor = as_tile_predictor(model_or_predictor)
-    with RasterScene(image, options.bands, options.nodata, options.scale) as scene:
+    with RasterScene(image, options.bands, options.nodata, options.scale, options.stretch) as scene:
         settings = dict(
             options.to_dict(),
             sentence=text,
@@ -555,11 +560,7 @@ def _run(predictor, scene, text, options, paths, settings, state, started, progr
             rows=len(grid.rows), cols=len(grid.cols), overlap_px=[grid.overlap_h, grid.overlap_w]
         ),
         tiles=asdict(counts),
-        stretch=None
-        if scene.stretch is None
-        else dict(
-            percentiles=list(STRETCH_PERCENTILES), low=scene.stretch[0], high=scene.stretch[1]
-        ),
+        stretch=scene.stretch.to_dict(),
         overview=overview,
         existence=written['existence'],
         polygons=written['polygons'],

@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import os.path as osp
 import types
 from pathlib import Path
@@ -53,12 +52,15 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from torch import nn
 
+from ..utils.output_files import check_folder_replaceable, staged_folder
+
 if TYPE_CHECKING:
     import onnx
 
 __all__ = [
     'GRAPH_INPUTS',
     'MANIFEST',
+    'MANIFEST_VERSION',
     'ExportError',
     'check_exportable',
     'export_onnx',
@@ -69,8 +71,19 @@ __all__ = [
 
 #: Names of the graph inputs (the last two only for models with the prior knowledge).
 GRAPH_INPUTS = ('image', 'input_ids', 'attention_mask', 'masked_input_ids', 'masked_attention_mask')
-#: The manifest written beside the graph.
+#: The manifest written beside the graph, and the version of its layout.
 MANIFEST = 'deploy.json'
+MANIFEST_VERSION = 1
+#: Every file an export may write (the tokenizer's as BertTokenizerFast saves them).
+EXPORT_FILES = (
+    'model.onnx',
+    'model_int8.onnx',
+    MANIFEST,
+    'vocab.txt',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'special_tokens_map.json',
+)
 MIN_OPSET = 16  # ONNX GridSample
 DEFAULT_OPSET = 18
 _EXAMPLE_TEXTS = ('the white storage tank at the bottom left', 'a small ship near the harbour')
@@ -326,7 +339,8 @@ def export_onnx(
         int8 (bool): Also write ``model_int8.onnx``, ONNX Runtime's dynamic int8 quantisation
             (weights int8, activations quantised on the fly) of every MatMul / Gemm except the
             text encoder's (:func:`text_encoder_nodes`).
-        overwrite (bool): Replace an existing ``model.onnx`` in ``out_dir``.
+        overwrite (bool): Write into a folder that is not empty (the files the export writes
+            are replaced, others kept). Without it such a folder is refused, naming its files.
         cfg_options (dict, optional): Overrides merged into the config.
 
     Returns:
@@ -334,23 +348,35 @@ def export_onnx(
 
     Raises:
         ExportError: The config cannot be exported (why and what to change), or ``out_dir``
-            already holds a model and ``overwrite`` is False.
+            is not empty and ``overwrite`` is False.
         FileNotFoundError: The config or checkpoint is missing.
     """
     cfg = _load_config(config, cfg_options)
     shape = check_exportable(cfg, shape, opset)
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'export: expected a checkpoint file, found no file {checkpoint}')
-    graph_path = osp.join(out_dir, 'model.onnx')
-    if osp.exists(graph_path) and not overwrite:
-        raise ExportError(f'{graph_path} exists; pass overwrite=True (--overwrite) to replace it')
-    if osp.exists(out_dir) and not osp.isdir(out_dir):
-        raise ExportError(f'--out {out_dir} is a file, expected a folder')
+    try:
+        check_folder_replaceable(out_dir, EXPORT_FILES, overwrite)
+    except FileExistsError as err:
+        raise ExportError(f'--out {err}') from None
+    with staged_folder(out_dir) as staging:  # a failed export leaves no folder behind
+        manifest = _export(cfg, checkpoint, staging, shape, opset, optimize, int8)
+    print_log(
+        f'export: wrote {out_dir} (model.onnx{", model_int8.onnx" if int8 else ""}, tokenizer, '
+        f'{MANIFEST}); ONNX Runtime vs PyTorch max |logit difference|: '
+        + ', '.join(f'{k.split("_")[0]} {v:.2e}' for k, v in manifest['parity_on_export'].items()),
+        logger='current',
+    )
+    return manifest
+
+
+def _export(cfg, checkpoint, out_dir, shape, opset, optimize, int8) -> dict:
+    """Load, trace, check and (optionally) quantise into ``out_dir``; returns the manifest."""
     import onnx
 
     from ..apis import init_model
 
-    os.makedirs(out_dir, exist_ok=True)
+    graph_path = osp.join(out_dir, 'model.onnx')
     print_log(f'export: loading {checkpoint}', logger='current')
     model = init_model(cfg, checkpoint, device='cpu', flush_denormal=False)
     wrapper = _TensorMode(model).eval()
@@ -400,7 +426,7 @@ def export_onnx(
     preprocessor = cfg.model.get('data_preprocessor') or {}
     manifest = dict(
         format='btdnet-onnx',
-        version=1,
+        version=MANIFEST_VERSION,
         files=files,
         inputs=names,
         output='seg_logits',
@@ -427,10 +453,4 @@ def export_onnx(
     )
     with open(osp.join(out_dir, MANIFEST), 'w', encoding='utf-8') as f:
         json.dump(manifest, f, indent=2)
-    print_log(
-        f'export: wrote {out_dir} (model.onnx{", model_int8.onnx" if int8 else ""}, tokenizer, '
-        f'{MANIFEST}); ONNX Runtime vs PyTorch max |logit difference|: '
-        + ', '.join(f'{k.split("_")[0]} {v:.2e}' for k, v in parity.items()),
-        logger='current',
-    )
     return manifest

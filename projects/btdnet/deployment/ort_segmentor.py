@@ -27,11 +27,21 @@ from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from ..models.text_encoders import tokenize_referring
-from .onnx_export import MANIFEST
+from .onnx_export import MANIFEST, MANIFEST_VERSION
 
 __all__ = ['ONNXRuntimeSegmentor', 'read_manifest']
 
 DEFAULT_DATASET_META = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 64, 32]])
+
+
+# The keys ONNXRuntimeSegmentor reads.
+MANIFEST_KEYS = (
+    'files',
+    'input_shape',
+    'max_length',
+    'key_phrase_masking',
+    'uses_prior',
+)
 
 
 def read_manifest(model_dir: str) -> dict:
@@ -39,7 +49,8 @@ def read_manifest(model_dir: str) -> dict:
 
     Raises:
         FileNotFoundError: No such folder, or it lacks ``deploy.json`` / the graph.
-        ValueError: ``deploy.json`` is not a BTDNet ONNX manifest.
+        ValueError: ``deploy.json`` is not a BTDNet ONNX manifest, is of another version, or
+            lacks a key (named).
     """
     if not osp.isdir(model_dir):
         raise FileNotFoundError(
@@ -59,6 +70,17 @@ def read_manifest(model_dir: str) -> dict:
         raise ValueError(f'ONNX Runtime: {path} is not readable JSON ({err})') from err
     if not isinstance(manifest, dict) or manifest.get('format') != 'btdnet-onnx':
         raise ValueError(f'ONNX Runtime: {path} is not a BTDNet ONNX manifest')
+    if manifest.get('version') != MANIFEST_VERSION:
+        raise ValueError(
+            f'ONNX Runtime: {path} has manifest version {manifest.get("version")!r}; this btdnet '
+            f'reads version {MANIFEST_VERSION}: export the model again with this version'
+        )
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise ValueError(
+            f'ONNX Runtime: {path} lacks the key{"s" if len(missing) > 1 else ""} '
+            f'{", ".join(missing)}; export the model again'
+        )
     return manifest
 
 
@@ -124,7 +146,7 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
         self.tokenizer = BertTokenizerFast.from_pretrained(model_dir, local_files_only=True)
         self.max_length = int(manifest['max_length'])
         self.key_phrase_masking = bool(manifest['key_phrase_masking'])
-        self._logged = set()
+        self.notices_logged = set()
         self.session = self._session(graph, device, flush_denormal, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self._inference_text = None
@@ -155,8 +177,8 @@ class ONNXRuntimeSegmentor(BaseSegmentor):
 
     # ------------------------------------------------------------------ text
     def _log_once(self, key: str, msg: str, level: int = logging.INFO) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
+        if key not in self.notices_logged:
+            self.notices_logged.add(key)
             print_log(msg, logger='current', level=level)
 
     def tokenize(self, samples: SampleList | list[dict]) -> dict[str, Tensor]:

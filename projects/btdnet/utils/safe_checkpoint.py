@@ -17,12 +17,13 @@ such a checkpoint holds (:data:`SAFE_GLOBALS`) and routes mmengine's local-file 
 """
 
 import copyreg
+import logging
 import os.path as osp
 import pickle
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader
 
 try:  # numpy >= 2
@@ -110,12 +111,19 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
                 'code from the file. If you trust it, add them with '
                 'torch.serialization.add_safe_globals before loading.'
             ) from None
-        raise ValueError(f'{filename!r} is not a PyTorch checkpoint: {_last_line(err)}') from None
+        raise _not_a_checkpoint(filename, err) from None
     except Exception as err:  # torch's legacy reader fails on other files with assorted errors
-        raise ValueError(
-            f'{filename!r} is not a readable PyTorch checkpoint '
-            f'({type(err).__name__}: {_last_line(err)})'
-        ) from None
+        raise _not_a_checkpoint(filename, err) from None
+
+
+def _not_a_checkpoint(filename: str, err: Exception) -> ValueError:
+    """The plain message; torch's own text (which asks to file an issue) only in the debug log."""
+    print_log(
+        f'torch.load({filename!r}, weights_only=True) said: {type(err).__name__}: {err}',
+        logger='current',
+        level=logging.DEBUG,
+    )
+    return ValueError(f'{filename} is not a PyTorch checkpoint (a .pth file written by training)')
 
 
 def _last_line(err: Exception) -> str:

@@ -30,6 +30,10 @@ GT_COLOR = (32, 220, 64)
 _BANNER_BG = (24, 24, 24)
 _TEXT_COLOR = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+# Enlarging a narrow image for legibility stops at this many pixels in the drawing (a 1 x 5000
+# strip enlarged to 384 px wide would be 2 G pixels); an image larger than this is drawn at its
+# own size, never enlarged.
+DRAW_PIXEL_BUDGET = 4_000_000
 # One colour per sentence when several share an image (RGB): far apart in hue, and none of them
 # the greens, browns and greys of aerial ground.
 SENTENCE_COLORS = (
@@ -97,6 +101,21 @@ def _panel(image: np.ndarray, masks: Sequence, colors: Sequence, alpha: float, s
     return panel
 
 
+def enlargement(shape: tuple, min_width: int, max_pixels: int = DRAW_PIXEL_BUDGET) -> int:
+    """The integer factor that brings an image to ``min_width`` pixels wide, as far as the
+    enlarged image stays within ``max_pixels`` (1 when it already is that wide, or too large).
+
+    Args:
+        shape (tuple): (H, W, ...) of the image.
+        min_width (int): Width wanted, for legible text.
+        max_pixels (int): Most pixels the enlarged image may have.
+    """
+    height, width = shape[:2]
+    wanted = int(np.ceil(min_width / width))
+    allowed = int(np.sqrt(max_pixels / (height * width)))
+    return max(1, min(wanted, allowed))
+
+
 def _wrap(text: str, width: int, font_scale: float, thickness: int) -> list[str]:
     """Split ``text`` into lines no wider than ``width`` pixels (a long word gets its own)."""
     lines, line = [], ''
@@ -121,13 +140,15 @@ def draw_referring_overlay(
     existence: dict | None = None,
     alpha: float = 0.5,
     min_width: int = 384,
+    max_pixels: int = DRAW_PIXEL_BUDGET,
 ) -> np.ndarray:
     """Draw a referring prediction (and its ground truth) with the sentence above it.
 
     The picture is one panel (prediction) or two side by side (ground truth in green, prediction
     in red), under a banner holding the sentence, wrapped to the picture's width, and a line with
     the IoU and the existence score when given. Images narrower than ``min_width`` are enlarged by
-    an integer factor (nearest neighbour) so the text stays legible.
+    an integer factor (nearest neighbour) so the text stays legible, as far as the enlarged
+    panels stay within ``max_pixels`` (:func:`enlargement`).
 
     Args:
         image (np.ndarray): RGB uint8 image, (H, W, 3) (grey (H, W) is accepted).
@@ -138,6 +159,8 @@ def draw_referring_overlay(
         existence (dict, optional): :func:`~btdnet.evaluation.existence_score`'s output.
         alpha (float): Opacity of the mask colour. Default 0.5.
         min_width (int): Smallest width of the whole picture before enlarging. Default 384.
+        max_pixels (int): Most pixels the enlarged panels may have together. Default
+            :data:`DRAW_PIXEL_BUDGET`.
 
     Returns:
         np.ndarray: The drawn RGB uint8 picture.
@@ -145,7 +168,8 @@ def draw_referring_overlay(
     image = _as_rgb_uint8(image)
     pred, gt = _as_mask(pred_mask), _as_mask(gt_mask)
     num_panels = 2 if gt is not None else 1
-    scale = max(1, int(np.ceil(min_width / (image.shape[1] * num_panels))))
+    height, width = image.shape[:2]
+    scale = enlargement((height, width * num_panels), min_width, max_pixels)
     panels = []
     if gt is not None:
         panels.append(_panel(image, [gt], [GT_COLOR], alpha, scale))
@@ -186,13 +210,15 @@ def draw_sentence_masks(
     alpha: float = 0.5,
     min_width: int = 384,
     legend: bool = True,
+    max_pixels: int = DRAW_PIXEL_BUDGET,
 ) -> np.ndarray:
     """Draw the targets of several sentences on one image, one colour each, under a legend.
 
     Each mask is blended in its sentence's colour and outlined; the legend above the image gives,
     per sentence, a swatch of its colour, its number, the sentence and its note (e.g. its
     existence score, or "not found"). Images narrower than ``min_width`` are enlarged by an
-    integer factor (nearest neighbour) so that the legend stays legible.
+    integer factor (nearest neighbour) so that the legend stays legible, as far as the enlarged
+    image stays within ``max_pixels`` (:func:`enlargement`).
 
     Args:
         image (np.ndarray): RGB uint8 image, (H, W, 3) (grey (H, W) is accepted).
@@ -206,6 +232,7 @@ def draw_sentence_masks(
         min_width (int): Smallest width of the picture before enlarging. Default 384.
         legend (bool): Draw the legend banner (False: the image and its masks only, for a page
             that shows its own legend). Default True.
+        max_pixels (int): Most pixels of the enlarged image. Default :data:`DRAW_PIXEL_BUDGET`.
 
     Returns:
         np.ndarray: The drawn RGB uint8 picture, (banner + s*H, s*W, 3) for the enlargement s.
@@ -219,7 +246,7 @@ def draw_sentence_masks(
     if not 0 <= alpha <= 1:
         raise ValueError(f'expected an opacity alpha in [0, 1], found {alpha}')
     palette = [tuple(colors[k % len(colors)]) for k in range(len(sentences))]
-    scale = max(1, int(np.ceil(min_width / image.shape[1])))
+    scale = enlargement(image.shape, min_width, max_pixels)
     body = _panel(image, [_as_mask(m) for m in masks], palette, alpha, scale)
     if not legend:
         return body

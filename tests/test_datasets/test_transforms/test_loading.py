@@ -43,12 +43,26 @@ def test_four_band_tif_drops_the_fourth_band(tmp_path, colour_image):
     np.testing.assert_array_equal(img, colour_image)
 
 
-def test_sixteen_bit_tif_scaled_to_eight_bits(tmp_path, colour_image):
-    deep = colour_image.astype(np.uint16) * 256 + 3  # 3..65283
+def test_sixteen_bit_tif_gets_one_stretch_shared_by_the_bands(tmp_path, colour_image):
+    deep = colour_image.astype(np.uint16) * 64 + 500  # as the scene generator writes 16 bits
     cv2.imwrite(str(tmp_path / 'd.tif'), deep)
-    img = _load(tmp_path / 'd.tif')['img']
-    assert img.dtype == np.uint8
-    assert np.abs(img.astype(int) - colour_image).max() <= 1  # the full range maps to 0..255
+    out = _load(tmp_path / 'd.tif')
+    low, high = np.percentile(deep, (2, 98))  # all three bands together
+    expected = np.clip((deep - low) * (255 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(out['img'], expected)
+    assert out['stretch'].mode == 'shared'
+    assert out['stretch'].low == (low,) * 3 and out['stretch'].high == (high,) * 3
+
+
+def test_bands_and_stretch_are_settings(tmp_path, colour_image):
+    deep = colour_image.astype(np.uint16) * 64 + 500
+    cv2.imwrite(str(tmp_path / 'd.tif'), deep)  # BGR on disk as R, G, B bands 3, 2, 1
+    img = _load(tmp_path / 'd.tif', bands='3,2,1', stretch='500,16820')['img']
+    np.testing.assert_array_equal(img, colour_image[..., ::-1])  # 500 + 64 x 255 = 16820
+    with pytest.raises(ValueError, match='--stretch: expected shared, per-band, none or MIN,MAX'):
+        LoadRSImageFromFile(stretch='2-98')
+    with pytest.raises(ValueError, match=r'd\.tif has 3 band\(s\), but --bands asks for band 4'):
+        _load(tmp_path / 'd.tif', bands='4')
 
 
 def test_to_float32(tmp_path, colour_image):
@@ -60,10 +74,10 @@ def test_truncated_and_corrupt_images(tmp_path, colour_image):
     cv2.imwrite(str(tmp_path / 'full.jpg'), colour_image)
     data = (tmp_path / 'full.jpg').read_bytes()
     (tmp_path / 'cut.jpg').write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r'cut\.jpg \(sample_id s1\).*truncated'):
+    with pytest.raises(ValueError, match=r'cut\.jpg: the JPEG is truncated.*\(sample_id s1\)'):
         _load(tmp_path / 'cut.jpg')
     (tmp_path / 'junk.tif').write_bytes(b'II*\x00' + bytes(range(200)))
-    with pytest.raises(ValueError, match=r'junk\.tif \(sample_id s1\).*decode'):
+    with pytest.raises(ValueError, match=r'junk\.tif: the TIFF file is truncated or corrupt'):
         _load(tmp_path / 'junk.tif')
 
 

@@ -1,6 +1,7 @@
 """Loading aerial images (JPEG, TIF of any band count / depth) and referring masks."""
 
 import functools
+import os.path as osp
 
 import cv2
 import numpy as np
@@ -8,6 +9,8 @@ from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
 from mmseg.registry import TRANSFORMS
 from pycocotools import mask as mask_utils
+
+from ...utils.image_file import parse_bands, parse_stretch, read_image_file
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -72,19 +75,19 @@ def _read_bytes(path: str, what: str, sample_id, backend_args) -> bytes:
 
 @TRANSFORMS.register_module()
 class LoadRSImageFromFile(BaseTransform):
-    """Load an aerial image as 3-channel uint8 BGR, whatever its format.
+    """Load an aerial image as 3-channel uint8 BGR, whatever its format, depth and bands.
 
-    Decoding is OpenCV's ``IMREAD_COLOR`` (what ``mmcv.imfrombytes(flag='color')`` does):
+    Reading is :func:`btdnet.utils.read_image_file`, the one reader of every entry point:
 
-    * JPEG / PNG: as is, BGR;
-    * grayscale (1 band): replicated to 3 channels;
-    * 4-band TIF (RGB + alpha or NIR): the 4th band is dropped;
-    * 16-bit TIF: the full 16-bit range scaled to 0..255 by OpenCV (``round(value / 257)`` for
-      colour, ``value >> 8`` for one band); images of 12-bit sensors come out dark, stretch
-      those beforehand.
+    * GeoTIFF / TIF / PNG through GDAL: band order follows the bands (``bands``, default 1, 2, 3;
+      one band is replicated to grey), not the TIFF's photometric tag; a 4th band (alpha or NIR)
+      is not read, but GDAL's mask (alpha, nodata value, internal mask) blacks out invalid pixels;
+    * JPEG through OpenCV (how the datasets' JPEGs were always decoded);
+    * 8-bit data as they are; deeper data through a percentile stretch (``stretch``, default one
+      2-98 % range shared by all bands).
 
-    A truncated JPEG (no end-of-image marker; OpenCV would pad it with grey) and a file OpenCV
-    cannot decode are errors naming the file and the sample.
+    A truncated or corrupt file, and a file that is no image, are errors naming the file and the
+    sample.
 
     Required Keys:
 
@@ -96,41 +99,57 @@ class LoadRSImageFromFile(BaseTransform):
     - img (np.uint8, (H, W, 3), BGR)
     - img_shape
     - ori_shape
+    - stretch (:class:`btdnet.utils.Stretch`, the stretch applied)
 
     Args:
         to_float32 (bool): Return a float32 image instead of uint8. Default: False.
+        bands (str | Sequence[int], optional): 1-based bands read as R, G, B (or one as grey).
+            Default: 1, 2, 3 (band 1 for 1- and 2-band files).
+        stretch (str): ``'shared'``, ``'per-band'``, ``'none'`` or ``'MIN,MAX'`` (see
+            :func:`btdnet.utils.parse_stretch`). Default ``'shared'``.
         backend_args (dict, optional): mmengine file backend arguments. Default: None.
     """
 
-    def __init__(self, to_float32: bool = False, backend_args: dict | None = None):
+    def __init__(
+        self,
+        to_float32: bool = False,
+        bands=None,
+        stretch: str = 'shared',
+        backend_args: dict | None = None,
+    ):
         self.to_float32 = to_float32
+        self.bands = parse_bands(bands)
+        parse_stretch(stretch)  # a bad value fails when the pipeline is built
+        self.stretch = stretch
         self.backend_args = backend_args.copy() if backend_args else None
 
     def transform(self, results: dict) -> dict:
         path = results['img_path']
         sample_id = results.get('sample_id')
-        content = _read_bytes(path, 'image', sample_id, self.backend_args)
-        if content[:2] == b'\xff\xd8' and b'\xff\xd9' not in content[-64:]:
-            raise ValueError(
-                f'{path} (sample_id {sample_id}): expected a complete JPEG, found no '
-                'end-of-image marker (truncated file)'
+        content = None  # a local file is read by GDAL where it is
+        if self.backend_args is not None or '://' in str(path):
+            content = _read_bytes(path, 'image', sample_id, self.backend_args)
+        elif not osp.exists(path):
+            raise FileNotFoundError(
+                f'Expected the image of sample_id {sample_id} at {path}, found no such file'
             )
-        img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(
-                f'{path} (sample_id {sample_id}): expected an image OpenCV can '
-                f'decode, found {len(content)} unreadable bytes'
-            )
-        if self.to_float32:
-            img = img.astype(np.float32)
+        try:
+            image = read_image_file(path, self.bands, self.stretch, content=content)
+        except ValueError as err:
+            if sample_id is None:
+                raise
+            raise type(err)(f'{err} (sample_id {sample_id})') from None
+        img = image.bgr.astype(np.float32) if self.to_float32 else image.bgr
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
+        results['stretch'] = image.stretch
         return results
 
     def __repr__(self) -> str:
         return (
-            f'{type(self).__name__}(to_float32={self.to_float32}, backend_args={self.backend_args})'
+            f'{type(self).__name__}(to_float32={self.to_float32}, bands={self.bands}, '
+            f'stretch={self.stretch!r}, backend_args={self.backend_args})'
         )
 
 

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -208,21 +210,26 @@ class TwinStreamHead(BaseDecodeHead):
             act_cfg = dict(type='ReLU')
         if loss_decode is None:
             loss_decode = dict(type='FgBgCrossEntropyLoss', fg_weight=0.6, use_bg=True)
-        super().__init__(
-            in_channels=list(in_channels),
-            channels=channels,
-            num_classes=2,
-            out_channels=2,
-            in_index=[0, 1, 2, 3],
-            input_transform='multiple_select',
-            dropout_ratio=0.0,
-            norm_cfg=norm_cfg,
-            act_cfg=act_cfg,
-            loss_decode=loss_decode,
-            align_corners=align_corners,
-            init_cfg=init_cfg,
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            # mmseg's BaseDecodeHead builds the loss through its own deprecated build_loss.
+            warnings.filterwarnings(
+                'ignore', message='``build_loss`` would be deprecated soon', category=UserWarning
+            )
+            super().__init__(
+                in_channels=list(in_channels),
+                channels=channels,
+                num_classes=2,
+                out_channels=2,
+                in_index=[0, 1, 2, 3],
+                input_transform='multiple_select',
+                dropout_ratio=0.0,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg,
+                loss_decode=loss_decode,
+                align_corners=align_corners,
+                init_cfg=init_cfg,
+                **kwargs,
+            )
         del self.conv_seg  # the two logits come from Eq. 9, not from a classifier conv
         self.text_channels = text_channels
         self.bg_pool_sizes = bg_pool_sizes

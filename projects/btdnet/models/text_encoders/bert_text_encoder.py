@@ -6,6 +6,7 @@ this wrapper exposes the embedding layer and the encoder layers in groups (layer
 copies (E_m) on the model's device.
 """
 
+import functools
 import importlib.util
 import logging
 import os.path as osp
@@ -149,6 +150,22 @@ def tokenize_referring(
     )
 
 
+@functools.cache
+def _encoder_only_bert() -> type:
+    """``BertModel`` loading a checkpoint whose pretraining heads (``cls.*``) and pooler go
+    unused by design: transformers then does not print its "Some weights ... were not used ...
+    This IS expected" on every run (the keys it would list are exactly these; any other unused
+    key is still listed). Built on first use: transformers is imported lazily."""
+    import transformers
+
+    # The same class name: transformers lists unused keys as a warning only when the class is
+    # named in the checkpoint's ``architectures``, so other unused keys keep being reported.
+    class BertModel(transformers.BertModel):
+        _keys_to_ignore_on_load_unexpected = [r'^cls\.', r'(^|\.)pooler\.']
+
+    return BertModel
+
+
 @MODELS.register_module()
 class BertTextEncoder(BaseModule):
     """HuggingFace ``BertModel`` + fast tokenizer, run in stages.
@@ -230,7 +247,7 @@ class BertTextEncoder(BaseModule):
                     f'BertTextEncoder: no HuggingFace BERT at {pretrained!r} (expected a directory '
                     f'with config.json; found {found}). ' + _DOWNLOAD_HINT
                 )
-            self.bert = BertModel.from_pretrained(
+            self.bert = _encoder_only_bert().from_pretrained(
                 pretrained, local_files_only=True, add_pooling_layer=False
             )
             self.tokenizer = _load_tokenizer(pretrained)
@@ -271,7 +288,9 @@ class BertTextEncoder(BaseModule):
             module.requires_grad_(False)
         self.hidden_size = int(config.hidden_size)
         self.num_stages = len(stage_layers)
-        self._logged = set()
+        # Keys of the once-per-process notices already logged ('truncated', 'no_span', ...);
+        # a caller that says it in its own words adds the key (inference_model does).
+        self.notices_logged = set()
         self.cache_size = int(cache_size) if self.frozen_layers == num_layers else 0
         self._cache = {}  # token ids + mask, as bytes -> (N, D) output
 
@@ -293,8 +312,8 @@ class BertTextEncoder(BaseModule):
         self._is_init = True
 
     def _log_once(self, key: str, msg: str, level: int = logging.INFO):
-        if key not in self._logged:
-            self._logged.add(key)
+        if key not in self.notices_logged:
+            self.notices_logged.add(key)
             print_log(msg, logger='current', level=level)
 
     @property
