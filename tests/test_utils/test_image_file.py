@@ -193,3 +193,18 @@ def test_an_alpha_band_masks_unless_it_is_read_as_a_colour(tmp_path):
     nir = read_image_file(path, bands='4,2,1')
     assert nir.valid is None and (nir.bgr[2:] == (10, 20, 40)).all()
     assert (nir.bgr[:2] == (10, 20, 0)).all()  # the band's zeros are values, not a mask
+
+
+def test_stretch_fidelity_tool_reads_every_file_format_alike(formats, tiny_checkpoint, capsys):
+    from conftest import TINY_CONFIG, load_tool
+
+    tool = load_tool('analysis_tools/stretch_fidelity.py')
+    argv = [formats['png8'], '--config', str(TINY_CONFIG), '--checkpoint', tiny_checkpoint]
+    assert tool.main([*argv, '--files', '--sentence', 'the red ship']) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('file ')]
+    ious = {line.split()[1]: float(line.split('PNG ')[1].split()[0]) for line in lines}
+    assert set(ious) == {'png16', 'tif_rgb', 'tif_minisblack', 'tif_4band'}
+    assert len(set(ious.values())) == 1  # the photometric tag and a 4th band change nothing
+    with pytest.raises(SystemExit):
+        tool.main([formats['png8'], '--files'])
+    assert '--files and --sentences need --config and --checkpoint' in capsys.readouterr().err
