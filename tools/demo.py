@@ -210,6 +210,7 @@ def main():
             str(work_dir / 'overlays'),
             '--out',
             str(work_dir / 'predictions'),
+            '--overwrite',  # a second demo replaces the first one's test outputs
             '--cfg-options',
             *data_opts,
         ],

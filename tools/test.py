@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a config's test split.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR] [--show-dir DIR]
-                         [--dump FILE.json|FILE.csv] [--cfg-options k=v ...]
+                         [--dump FILE.json|FILE.csv] [--overwrite] [--cfg-options k=v ...]
                          [--launcher {none,pytorch,slurm,mpi}]
 
 Multi-GPU: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS [options]`` (same options and outputs).
@@ -14,6 +14,10 @@ Multi-GPU: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS [options]`` (same options
 * ``--show-dir DIR``: ``DIR/<sample_id>.png``, the image with ground truth and prediction, the
   sentence, the IoU and the existence score;
 * ``--dump FILE``: the per-sample records (without masks) as JSON or CSV, for error analysis.
+
+An ``--out`` or ``--show-dir`` folder that is not empty, or a ``--dump`` file that exists, is
+refused before anything loads, unless ``--overwrite`` is given. Every rank checks before the
+process group starts, and no rank writes before all of them have joined it.
 
 The checkpoint must match the config's model exactly: missing, unexpected or reshaped weights
 stop the run with their list (mmengine alone would only warn and evaluate a half-random model).
@@ -39,6 +43,11 @@ def parse_args():
     parser.add_argument('--out', help='directory to write the predicted masks to')
     parser.add_argument('--show-dir', help='directory to write prediction overlays to')
     parser.add_argument('--dump', help='write per-sample results to this .json or .csv file')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='write into non-empty --out / --show-dir folders and replace a --dump file',
+    )
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -72,8 +81,23 @@ def _evaluators(cfg) -> list:
     return [e for e in evaluators if e.get('type') == 'RRSISMetric']
 
 
+def check_outputs(args) -> None:
+    """Refuse to write into a non-empty ``--out`` / ``--show-dir`` or over a ``--dump`` file."""
+    if args.overwrite:
+        return
+    for flag, folder in (('--out', args.out), ('--show-dir', args.show_dir)):
+        if folder and osp.isdir(folder) and os.listdir(folder):
+            raise SystemExit(
+                f'{flag} {folder} is not empty (it holds {len(os.listdir(folder))} entries): '
+                'pass --overwrite to write into it, or choose another folder'
+            )
+    if args.dump and osp.lexists(args.dump):
+        raise SystemExit(f'--dump {args.dump} exists: pass --overwrite to replace it')
+
+
 def main():
     args = parse_args()
+    check_outputs(args)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} is not a file')

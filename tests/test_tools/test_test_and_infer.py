@@ -89,6 +89,11 @@ def test_test_py_writes_masks_index_overlays_and_dump(
     assert 'Pr@0.5' in run.stdout and 'per category' in run.stdout  # the tables
     records = json.loads(dump.read_text())
     assert {r['sample_id'] for r in records} == set(test_split)
+    # The same command again would write into those outputs: refused before the model loads.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode != 0
+    assert f'--out {out} is not empty' in again.stderr and '--overwrite' in again.stderr
+    assert 'Loads checkpoint' not in again.stdout + again.stderr
 
 
 def test_test_py_refuses_a_checkpoint_of_another_model(
