@@ -6,9 +6,11 @@ here from the TwinStream head (Eq. 6-9): the sentence's [CLS] token of L* and V*
 its stage-2 tokens (the last MCI round; the lean predict forward computes only those), and, with
 ``mask_evidence``, what the Fg-Bg predictor found: V_pred pooled with the weights
 softmax(O_fg - O_bg) over its pixels (the features of the best match) and two statistics of the
-margin O_fg - O_bg (its maximum and its log-mean-exp), read without gradient (the no-target
-loss does not reshape the masks; in a first trial with the gradient, the grounding learnt more
-slowly). A sample predicted "no target" gets an empty mask.
+margin O_fg - O_bg (its maximum and its log-mean-exp). Everything is read without gradient: the
+head decides from the model and does not reshape it (in trials on the demo's generalized task,
+the no-target loss flowing back into L* / V* / the masks slowed the grounding: validation oIoU
+41.6-50.5 after 400 iterations against 55.4 without a head). A sample predicted "no target" gets
+an empty mask.
 
     z     = [L*_cls, mean(V*_2), L*_cls * mean(V*_2) (, V_pred pooled by softmax(margin))]
     logit = W_2 ReLU(W_1 LN(z) (+ W_s [max margin, log-mean-exp margin]))
@@ -94,7 +96,9 @@ class NoTargetHead(BaseModule):
         Returns:
             Tensor: (B, 2) logits, [target, no target].
         """
-        text_star, visual_star = decode_outputs['text_star'], decode_outputs['visual_star']
+        # Read, not trained: the no-target loss does not reshape the features it decides from.
+        text_star = decode_outputs['text_star'].detach()
+        visual_star = decode_outputs['visual_star'].detach()
         if text_star.shape[-1] != self.in_channels:
             raise ValueError(
                 f'NoTargetHead: expected L* with in_channels={self.in_channels}, found '
@@ -105,7 +109,6 @@ class NoTargetHead(BaseModule):
         parts = [cls, pooled, cls * pooled]
         if not self.mask_evidence:
             return self.classifier(self.features(torch.cat(parts, dim=-1)))
-        # The evidence is read, not trained: the no-target loss does not reshape the masks.
         logits = decode_outputs['seg_logits'].detach()
         margin = (logits[:, 1] - logits[:, 0]).flatten(1).float()  # (B, hw)
         weights = margin.softmax(1).to(logits.dtype)
