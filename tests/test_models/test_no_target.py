@@ -99,7 +99,7 @@ def test_no_target_loss_reaches_the_head_and_every_parameter():
     losses = model(**data, mode='loss')
     feats = model.extract_feat(data['inputs'], data['data_samples'])
     logits = model.no_target_head(model.decode_head(feats))
-    expected = F.cross_entropy(logits, torch.tensor([0, 1, 0]))
+    expected = 0.05 * F.cross_entropy(logits, torch.tensor([0, 1, 0]))  # the default weight
     torch.testing.assert_close(losses['no_target.loss_nt'], expected)
     model.zero_grad()
     sum(v for k, v in losses.items() if 'loss' in k).backward()
@@ -112,7 +112,9 @@ def test_no_target_loss_reaches_the_head_and_every_parameter():
 
 
 def test_the_no_target_class_weight_and_the_head_arguments():
-    head = NoTargetHead(in_channels=4, channels=3, no_target_weight=3.0, mask_evidence=False)
+    head = NoTargetHead(
+        in_channels=4, channels=3, loss_weight=1.0, no_target_weight=3.0, mask_evidence=False
+    )
     outputs = dict(
         text_star=torch.randn(2, 5, 4),
         visual_star=torch.randn(2, 6 + 3, 4),

@@ -46,7 +46,10 @@ class NoTargetHead(BaseModule):
     Args:
         in_channels (int): MCI width C of L* and V*.
         channels (int): Hidden width of the classifier.
-        loss_weight (float): Weight of the cross-entropy. Default 1.0.
+        loss_weight (float): Weight of the cross-entropy. Default 0.05: the head reads the model
+            without gradient, so the weight only scales its own gradients, which an Adam-type
+            optimizer's steps do not depend on; kept small, they take little of a global
+            gradient-clipping budget (``clip_grad``) that the rest of the model shares.
         no_target_weight (float): Class weight of "no target" in the cross-entropy (the other
             class weighs 1); above 1 where no-target samples are rare. Default 1.0.
         mask_evidence (bool): Also read what the Fg-Bg predictor found (V_pred pooled where the
@@ -61,7 +64,7 @@ class NoTargetHead(BaseModule):
         self,
         in_channels: int = 256,
         channels: int = 256,
-        loss_weight: float = 1.0,
+        loss_weight: float = 0.05,
         no_target_weight: float = 1.0,
         threshold: float = 0.5,
         mask_evidence: bool = True,
