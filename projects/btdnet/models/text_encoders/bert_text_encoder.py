@@ -394,6 +394,9 @@ class BertTextEncoder(BaseModule):
         """
         if self.cache_size:
             return self._cached_forward(input_ids, attention_mask)
+        return self._encode(input_ids, attention_mask)
+
+    def _encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         hidden = self.embed(input_ids)
         for i in range(self.num_stages):
             hidden = self.forward_stage(i, hidden, attention_mask)
@@ -408,9 +411,7 @@ class BertTextEncoder(BaseModule):
         if missing:
             index = torch.tensor(missing, device=input_ids.device)
             with torch.no_grad():
-                hidden = self.embed(input_ids[index])
-                for i in range(self.num_stages):
-                    hidden = self.forward_stage(i, hidden, attention_mask[index])
+                hidden = self._encode(input_ids[index], attention_mask[index])
             fresh = {keys[i]: h for i, h in zip(missing, hidden)}
             room = self.cache_size - len(self._cache)
             self._cache.update(list(fresh.items())[: max(room, 0)])
